@@ -1,0 +1,332 @@
+"""Typed configuration: dataclasses, YAML presets, config files and `--set a.b=c` overrides.
+
+Resolution order (later wins): dataclass defaults -> preset `configs/<model>/<dataset>.yaml` (if it exists) ->
+`--config FILE` -> `--set key=value` -> command-line flags (--epochs, --seed, --device). Every layer is checked
+against the keys that exist; an unknown key or a value of the wrong type is a ConfigError naming the key, where it
+came from and what is valid. The resolved config is saved with every run and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmer.errors import ConfigError, did_you_mean
+from mmer.registry import DATASETS, MODELS
+
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed", "16-mixed": "16-mixed"}
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model has; each model subclasses this with its own hyper-parameters."""
+
+    threshold: float = 0.5  # prediction rule: probability > threshold
+
+
+@dataclass
+class DataConfig:
+    name: str = "synth-party"
+    root: str | None = None  # folder with the dataset's files; None = built-in (synthetic data only)
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    drop_last: bool = True  # drop the last incomplete training batch (the official codes do)
+    options: Any = None  # the dataset's own options dataclass (see `mmer config show`)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    optimizer: Literal["adamw", "adam", "bertadam"] = "adamw"
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: Literal["constant", "warmup_linear", "warmup_cosine", "epoch_warmup_cosine"] = "warmup_linear"
+    warmup: float = 0.1  # fraction of all steps (per-step schedules) or number of epochs (epoch_warmup_cosine)
+    warmup_start_lr: float = 0.0  # epoch_warmup_cosine: lr at epoch 0
+    grad_clip: float | None = 1.0  # global L2 norm clip; null = off
+    select_metric: str = "micro_f1"  # validation metric that picks best.pt
+    select_mode: Literal["max", "min"] = "max"
+    patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
+    seed: int = 42
+    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = 1  # processes per node (data parallel when > 1)
+    num_nodes: int = 1
+    threads: int = 0  # torch intra-op threads per process; 0 = torch default
+
+
+@dataclass
+class Config:
+    model_name: str
+    model: Any  # the model's ModelConfig subclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "model": to_dict(self.model), "data": to_dict(self.data), "train": to_dict(self.train)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(x) for x in obj]
+    if isinstance(obj, list):
+        return [to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, data: dict[str, Any], path: str, source: str = "config") -> Any:
+    """Build dataclass `cls` from `data`, checking keys and coercing/validating types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{path}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(_unknown_key(source, _join(path, key), key, names))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], _join(path, f.name), source)
+    return cls(**kwargs)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _unknown_key(source: str, full: str, key: str, valid: list[str]) -> str:
+    return f"{source}: unknown key '{full}'{did_you_mean(key, valid)}; valid keys here: {', '.join(sorted(valid))}"
+
+
+def _coerce(value: Any, tp: Any, path: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: key '{path}' must be {expected}, got {value!r}")
+
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path, source)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise bad(" or ".join(_type_name(a) for a in args))
+    if origin is Literal:
+        if value in args:
+            return value
+        if str(value) in [str(a) for a in args]:  # e.g. precision 32 given as an int
+            return args[[str(a) for a in args].index(str(value))]
+        raise ConfigError(f"{source}: key '{path}' must be one of {', '.join(map(repr, args))}, got {value!r}{did_you_mean(str(value), map(str, args))}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad("an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads '5e-5' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise bad("a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad("a string")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad(f"a list ({_type_name(tp)})")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise bad(f"a list of {len(args)} items")
+            return tuple(_coerce(v, a, f"{path}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{path}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        vt = args[1] if args else Any
+        return {str(k): _coerce(v, vt, f"{path}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path, source)
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# --------------------------------------------------------------------------------------------- layering
+
+
+def merge_into(base: dict[str, Any], layer: dict[str, Any], source: str, path: str = "") -> None:
+    """Recursively copy `layer` into `base`, refusing keys `base` does not have."""
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{source}: '{path or 'top level'}' must be a mapping, got {type(layer).__name__}")
+    for key, value in layer.items():
+        full = _join(path, str(key))
+        if key not in base:
+            raise ConfigError(_unknown_key(source, full, str(key), list(base)))
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            merge_into(base[key], value, source, full)
+        else:
+            base[key] = value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b=c' -> (['a', 'b'], YAML value of 'c')."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set has an empty key in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def set_path(base: dict[str, Any], keys: list[str], value: Any, source: str) -> None:
+    node = base
+    for i, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            valid = list(node) if isinstance(node, dict) else []
+            raise ConfigError(_unknown_key(source, ".".join(keys[: i + 1]), key, valid))
+        if i == len(keys) - 1:
+            node[key] = value
+        else:
+            node = node[key]
+
+
+def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must contain a mapping at the top level")
+    return data
+
+
+def preset_path(model: str, dataset: str) -> Path | None:
+    path = Path(str(resources.files("mmer") / "configs" / model / f"{dataset}.yaml"))
+    return path if path.is_file() else None
+
+
+def default_dict(model: str, dataset: str) -> dict[str, Any]:
+    model_entry, data_entry = MODELS.get(model), DATASETS.get(dataset)
+    model_cfg = model_entry.options() if model_entry.options else ModelConfig()
+    data_options = to_dict(data_entry.options()) if data_entry.options else {}
+    return {
+        "model_name": model,
+        "model": to_dict(model_cfg),
+        "data": {**to_dict(DataConfig(name=dataset)), "options": data_options},
+        "train": to_dict(TrainConfig()),
+    }
+
+
+def resolve(
+    model: str,
+    dataset: str,
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Config:
+    """The fully resolved config for (model, dataset) with every layer applied and validated."""
+    base = default_dict(model, dataset)
+    preset = preset_path(model, dataset)
+    if preset is not None:
+        merge_into(base, read_yaml(preset, "preset"), f"preset {model}/{dataset}")
+    if config_file:
+        layer = read_yaml(config_file, "config file")
+        for fixed in ("model_name",):
+            layer.pop(fixed, None)  # a saved run config can be passed back in
+        if "data" in layer and isinstance(layer["data"], dict) and layer["data"].get("name", dataset) != dataset:
+            raise ConfigError(f"config file {config_file}: data.name is {layer['data']['name']!r} but --dataset is {dataset!r}")
+        merge_into(base, layer, f"config file {config_file}")
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        set_path(base, keys, value, f"--set {text}")
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            set_path(base, dotted.split("."), value, f"--{dotted.split('.')[-1]}")
+    return build(base)
+
+
+def build(data: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain dict (e.g. a saved config.yaml) into a Config."""
+    model = data.get("model_name")
+    if not isinstance(model, str):
+        raise ConfigError(f"{source}: missing 'model_name'")
+    model_entry = MODELS.get(model)
+    data_section = dict(data.get("data", {}))
+    dataset = data_section.get("name", "")
+    data_entry = DATASETS.get(dataset)
+    options = data_section.pop("options", {}) or {}
+    data_cfg = from_dict(DataConfig, data_section, "data", source)
+    data_cfg.options = from_dict(data_entry.options, options, "data.options", source) if data_entry.options else None
+    if not data_entry.options and options:
+        raise ConfigError(f"{source}: dataset '{dataset}' takes no options, got {sorted(options)}")
+    model_cls = model_entry.options or ModelConfig
+    cfg = Config(
+        model_name=model,
+        model=from_dict(model_cls, data.get("model", {}), "model", source),
+        data=data_cfg,
+        train=from_dict(TrainConfig, data.get("train", {}), "train", source),
+    )
+    _check(cfg, source)
+    return cfg
+
+
+def _check(cfg: Config, source: str) -> None:
+    from mmer.metrics import METRIC_KEYS
+
+    t = cfg.train
+    if t.select_metric not in METRIC_KEYS:
+        raise ConfigError(f"{source}: key 'train.select_metric' must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
+    for key, value, low in (("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1)):
+        if value < low:
+            raise ConfigError(f"{source}: key '{key}' must be >= {low}, got {value}")
+    if t.lr <= 0:
+        raise ConfigError(f"{source}: key 'train.lr' must be > 0, got {t.lr}")
+    if not 0.0 <= cfg.model.threshold <= 1.0:
+        raise ConfigError(f"{source}: key 'model.threshold' must be in [0, 1], got {cfg.model.threshold}")

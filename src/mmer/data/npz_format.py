@@ -1,0 +1,148 @@
+"""The `mmer-npz` directory format: what `mmer data synth` writes and the template for a user's own data.
+
+    DIR/meta.json            {"format": "mmer-npz", "version": 1, "name", "label_names", "modalities": [names],
+                              "reference": {...} (optional, e.g. chance/ceiling of synthetic data)}
+    DIR/{train,valid,test}.npz
+        feat.<modality>   float32 [K, L, D]   features per clip (K clips)
+        mask.<modality>   bool    [K, L]      True = real token
+        labels            float32/uint8 [N, C] multi-hot per sample
+        ids               str     [N]
+        clip_index        int64   [N]         row of each sample's clip (omit when samples = clips)
+        person, segment   int64   [K, T]      multi-party only; -1 = padding token
+        target            bool    [N, T]      multi-party only; the sample's target token(s)
+        personality       float32 [K, T, P]   optional, multi-party only
+
+Arrays are read with `allow_pickle=False`, so a file can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
+from mmer.errors import DataError
+from mmer.io import atomic_path, write_json
+
+FORMAT = "mmer-npz"
+VERSION = 1
+
+
+def is_npz_dir(root: str | Path) -> bool:
+    return (Path(root) / "meta.json").is_file()
+
+
+def read_npz_dir(root: str | Path, name: str | None = None) -> DatasetBundle:
+    root = Path(root)
+    meta_path = root / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{root}: no meta.json; not an {FORMAT} directory (write one with `mmer data synth`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+    for key in ("format", "label_names", "modalities"):
+        if key not in meta:
+            raise DataError(f"{meta_path}: missing field '{key}'")
+    if meta["format"] != FORMAT or meta.get("version", VERSION) != VERSION:
+        raise DataError(f"{meta_path}: field 'format' is {meta['format']!r} v{meta.get('version')}, expected {FORMAT!r} v{VERSION}")
+    modalities = list(meta["modalities"])
+    splits = {split: _read_split(root / f"{split}.npz", modalities) for split in SPLITS}
+    bundle = DatasetBundle(
+        spec=spec_from_splits(name or meta.get("name", root.name), meta["label_names"], splits, modalities),
+        splits=splits,
+        source=str(root),
+        reference=meta.get("reference", {}),
+    )
+    bundle.validate()
+    return bundle
+
+
+def _read_split(path: Path, modalities: list[str]) -> SplitData:
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt or truncated npz file ({exc})") from None
+
+    def take(key: str, required: bool = True) -> np.ndarray | None:
+        if key not in arrays:
+            if required:
+                raise DataError(f"{path}: missing array '{key}'")
+            return None
+        return arrays[key]
+
+    labels = take("labels")
+    assert labels is not None
+    if labels.ndim != 2:
+        raise DataError(f"{path}: array 'labels' must be [N, C], got shape {labels.shape}")
+    n = labels.shape[0]
+    ids = take("ids")
+    clip_index = take("clip_index", required=False)
+    person = take("person", required=False)
+    features, masks = {}, {}
+    for m in modalities:
+        features[m] = torch.from_numpy(np.ascontiguousarray(take(f"feat.{m}"), dtype=np.float32))
+        masks[m] = torch.from_numpy(np.ascontiguousarray(take(f"mask.{m}")).astype(bool))
+    party: dict[str, Any] = {}
+    if person is not None:
+        party = {
+            "person": torch.from_numpy(person.astype(np.int64)),
+            "segment": torch.from_numpy(take("segment").astype(np.int64)),
+            "target": torch.from_numpy(take("target").astype(bool)),
+        }
+        personality = take("personality", required=False)
+        if personality is not None:
+            party["personality"] = torch.from_numpy(personality.astype(np.float32))
+    assert ids is not None
+    return SplitData(
+        features=features,
+        masks=masks,
+        labels=torch.from_numpy(labels.astype(np.float32)),
+        ids=[str(i) for i in ids.tolist()],
+        clip_index=torch.from_numpy((np.arange(n) if clip_index is None else clip_index).astype(np.int64)),
+        **party,
+    )
+
+
+def write_npz_dir(bundle: DatasetBundle, root: str | Path) -> None:
+    """Write `bundle` to an empty or new directory `root` (each file written atomically)."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise DataError(f"{root} exists and is not empty; refusing to overwrite it")
+    root.mkdir(parents=True, exist_ok=True)
+    for name, split in bundle.splits.items():
+        arrays: dict[str, np.ndarray] = {
+            "labels": split.labels.numpy().astype(np.uint8),
+            "ids": np.asarray(split.ids, dtype=str),
+            "clip_index": split.clip_index.numpy(),
+        }
+        for m in bundle.spec.modality_names:
+            arrays[f"feat.{m}"] = split.features[m].numpy()
+            arrays[f"mask.{m}"] = split.masks[m].numpy()
+        if split.person is not None:
+            arrays["person"] = split.person.numpy()
+            arrays["segment"] = split.segment.numpy()  # type: ignore[union-attr]
+            arrays["target"] = split.target.numpy()  # type: ignore[union-attr]
+            if split.personality is not None:
+                arrays["personality"] = split.personality.numpy()
+        with atomic_path(root / f"{name}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    write_json(
+        root / "meta.json",
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": bundle.spec.name,
+            "label_names": list(bundle.spec.label_names),
+            "modalities": list(bundle.spec.modality_names),
+            "reference": bundle.reference,
+        },
+    )

@@ -1,0 +1,1 @@
+"""Training engine: fit / evaluate / predict, checkpoints, optimizers and schedules, seeding."""

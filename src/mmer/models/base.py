@@ -1,0 +1,81 @@
+"""The interface every model implements.
+
+A model is an `nn.Module` built from `(cfg, spec)`:
+- `forward(batch) -> ModelOutput`: `probs` [B, C] (what the prediction rule thresholds) and, in training mode,
+  the *unweighted* loss components in `losses` (a dict name -> scalar tensor).
+- `loss_weights()`: the weight of each component (from the config); the default `training_step` forms
+  sum(w * loss), checks every component is finite (naming the bad one otherwise) and calls `ctx.backward` once.
+  Models with several backward passes per step (AMP) override `training_step` and call `ctx.backward` as often
+  as they need; the engine then clips, steps the optimizer and the schedule.
+- `analysis(batch)`: the one documented hook for the report's plots (representations, attention, learned
+  correlations); returns tensors keyed by documented names (see docs/report.md). Default: nothing.
+- `param_groups(weight_decay)`: optimizer groups; the default exempts biases and LayerNorm parameters from
+  weight decay, as BERT-style training does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from mmer.data.batch import Batch
+from mmer.data.dataset import DataSpec
+
+if TYPE_CHECKING:
+    from mmer.engine.context import StepContext
+
+
+@dataclass
+class ModelOutput:
+    probs: Tensor  # float [B, C], probability of each label
+    losses: dict[str, Tensor] = field(default_factory=dict)  # unweighted scalar components (training only)
+
+
+class MMERModel(nn.Module):
+    """Base class of every model in the registry."""
+
+    def __init__(self, cfg: Any, spec: DataSpec):
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+
+    @property
+    def threshold(self) -> float:
+        return float(self.cfg.threshold)
+
+    def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def loss_weights(self) -> dict[str, float]:
+        """Weight of each loss component; components not listed have weight 1."""
+        return {}
+
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
+        out = self(batch)
+        total = ctx.weighted_total(out.losses, self.loss_weights())
+        ctx.backward(total)
+        return ctx.logged(out.losses, total)
+
+    @torch.no_grad()
+    def predict_proba(self, batch: Batch) -> Tensor:
+        return self(batch).probs
+
+    def analysis(self, batch: Batch) -> dict[str, Tensor]:
+        return {}
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if is_no_decay(name, p) else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def is_no_decay(name: str, p: nn.Parameter) -> bool:
+    """Biases and normalisation parameters are not decayed (BERT convention)."""
+    lowered = name.lower()
+    return name.endswith("bias") or "layernorm" in lowered or ".norm" in lowered or lowered.startswith("norm")

@@ -1,0 +1,1 @@
+"""Blocks shared by several models (written once, used by all)."""

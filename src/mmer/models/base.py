@@ -15,6 +15,7 @@ A model is an `nn.Module` built from `(cfg, spec)`:
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ class ModelOutput:
     losses: dict[str, Tensor] = field(default_factory=dict)  # unweighted scalar components (training only)
 
 
-class MMERModel(nn.Module):
+class MMERModel(nn.Module, abc.ABC):
     """Base class of every model in the registry."""
 
     def __init__(self, cfg: Any, spec: DataSpec):
@@ -46,8 +47,9 @@ class MMERModel(nn.Module):
     def threshold(self) -> float:
         return float(self.cfg.threshold)
 
-    def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+    @abc.abstractmethod
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Probabilities for every label; in training mode also the unweighted loss components."""
 
     def loss_weights(self) -> dict[str, float]:
         """Weight of each loss component; components not listed have weight 1."""

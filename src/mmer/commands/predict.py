@@ -1,0 +1,35 @@
+"""mmer predict --run RUN_DIR --dataset D --root DIR --out FILE.csv"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mmer.data.load import load_dataset
+from mmer.engine import rundir
+from mmer.engine.trainer import load_run, predict_run
+from mmer.errors import MMERError
+from mmer.io import write_text
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="write per-sample predictions of a trained run", description="Apply a trained run to a dataset and write one CSV row per sample.")
+    p.add_argument("--run", required=True, help="run directory written by `mmer train`")
+    p.add_argument("--dataset", required=True, help="registered dataset name")
+    p.add_argument("--root", default=None, help="folder with the dataset's files (synthetic data: optional)")
+    p.add_argument("--split", default="test", help="which split to predict (default test)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise MMERError(f"{out} already exists; pass --overwrite to replace it")
+    bundle = load_dataset(args.dataset, args.root)
+    loaded = load_run(args.run)
+    pred = predict_run(loaded, bundle, args.split)
+    write_text(out, rundir.predictions_csv(pred.ids, pred.probs, pred.labels, list(bundle.spec.label_names), loaded.model.threshold))
+    print(f"wrote {len(pred.ids)} predictions to {out}")
+    return 0

@@ -1,0 +1,107 @@
+"""The run directory contract (DESIGN.md): what a run writes and where.
+
+    RUN_DIR/config.yaml          fully resolved config
+    RUN_DIR/best.pt, last.pt     checkpoints (best on the selection metric; last every epoch, for --resume)
+    RUN_DIR/history.csv          one row per epoch: every loss component and validation metric
+    RUN_DIR/metrics.json         {"valid": {...}, "test": {...}} from best.pt
+    RUN_DIR/predictions_test.csv one row per test sample
+    RUN_DIR/train.log            the log
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmer.errors import MMERError
+from mmer.io import write_json, write_text
+
+CONFIG = "config.yaml"
+BEST = "best.pt"
+LAST = "last.pt"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions_test.csv"
+LOG = "train.log"
+
+
+def prepare(run_dir: Path, resume: bool) -> None:
+    """Refuse to reuse a non-empty run directory unless resuming one."""
+    if resume:
+        if not (run_dir / LAST).is_file():
+            raise MMERError(f"cannot resume {run_dir}: no {LAST} there (start it without --resume)")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise MMERError(f"run directory {run_dir} exists and is not empty; use --resume to continue it or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / METRICS).is_file() and (run_dir / BEST).is_file()
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(run_dir / HISTORY, buf.getvalue())
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, dict[str, Any]]) -> None:
+    write_json(run_dir / METRICS, metrics)
+
+
+def predictions_csv(ids: list[str], probs: np.ndarray, labels: np.ndarray, label_names: list[str], threshold: float) -> str:
+    """id, p_<label> per label, predicted set and gold set (labels joined by ';')."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["id", *[f"p_{name}" for name in label_names], "predicted", "gold"])
+    predicted = probs > threshold
+    for i, sample_id in enumerate(ids):
+        writer.writerow(
+            [
+                sample_id,
+                *[f"{p:.6f}" for p in probs[i]],
+                ";".join(n for n, on in zip(label_names, predicted[i]) if on),
+                ";".join(n for n, on in zip(label_names, labels[i] > 0.5) if on),
+            ]
+        )
+    return buf.getvalue()
+
+
+def get_logger(run_dir: Path | None, quiet: bool, rank: int = 0, name: str = "") -> logging.Logger:
+    """Logger writing to RUN_DIR/train.log (rank 0) and, unless quiet, to stderr."""
+    logger = logging.getLogger(f"mmer.run.{run_dir}.{rank}.{name}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    if rank != 0:
+        logger.addHandler(logging.NullHandler())
+        return logger
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(run_dir / LOG)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(fh)
+    if not quiet:
+        sh = logging.StreamHandler()
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(sh)
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()

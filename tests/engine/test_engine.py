@@ -1,0 +1,183 @@
+"""The training engine through the CLI and the Python API, on the tiny `engine-toy` dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmer import config as cfglib
+from mmer.cli import main
+from mmer.engine import trainer
+from mmer.engine.checkpoint import load_checkpoint
+from mmer.errors import DivergenceError
+
+TRAIN = ["train", "--model", "baseline", "--dataset", "engine-toy", "--quiet", "--set", "data.batch_size=16", "--set", "train.lr=3e-3"]
+
+
+def train(out: Path, *extra: str) -> int:
+    return main([*TRAIN, "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "r"
+    assert train(out, "--epochs", "3") == 0
+    return out
+
+
+def test_train_writes_the_full_run_directory(run):
+    for name in ("config.yaml", "best.pt", "last.pt", "history.csv", "metrics.json", "predictions_test.csv", "train.log", "run_info.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) == {"valid", "test"}
+    for split in metrics.values():
+        assert {"acc", "hamming_loss", "precision", "recall", "micro_f1", "macro_f1", "weighted_f1", "per_label"} <= set(split)
+        assert set(split["per_label"]) == {"a", "b", "c"}
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert {"train_loss_bce", "train_loss", "valid_micro_f1", "lr", "best"} <= set(rows[0])
+    assert metrics["test"]["micro_f1"] > 0.6  # the toy data is learnable
+
+
+def test_predictions_have_one_row_per_test_sample_in_order(run):
+    rows = list(csv.DictReader((run / "predictions_test.csv").open()))
+    assert [r["id"] for r in rows] == [f"3-{i}" for i in range(41)]
+    assert set(rows[0]) == {"id", "p_a", "p_b", "p_c", "predicted", "gold"}
+
+
+def test_evaluate_reproduces_metrics_json_exactly(run, capsys):
+    saved = json.loads((run / "metrics.json").read_text())
+    loaded = trainer.load_run(run)
+    for split in ("valid", "test"):
+        assert trainer.evaluate_run(loaded, split) == saved[split]
+    assert main(["evaluate", "--run", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == saved["test"]
+
+
+def test_evaluate_with_dropped_modality_changes_predictions(run, capsys):
+    assert main(["evaluate", "--run", str(run), "--drop-modalities", "t", "--json"]) == 0
+    dropped = json.loads(capsys.readouterr().out)
+    assert dropped != json.loads((run / "metrics.json").read_text())["test"]
+
+
+def test_checkpoints_are_self_describing_and_weights_only(run):
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    assert ckpt["label_names"] == ["a", "b", "c"]
+    assert ckpt["config"]["model_name"] == "baseline"
+    assert ckpt["mmer_version"]
+    assert {"optimizer_state", "scheduler_state", "rng"} <= set(load_checkpoint(run / "last.pt"))
+
+
+def test_predict_writes_csv_and_refuses_to_overwrite(run, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--run", str(run), "--dataset", "engine-toy", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 42
+    out.write_text("mine")
+    assert main(["predict", "--run", str(run), "--dataset", "engine-toy", "--out", str(out)]) == 2
+    assert out.read_text() == "mine"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_existing_run_directory_is_never_reused(run, capsys):
+    before = (run / "metrics.json").read_text()
+    assert train(run, "--epochs", "1") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_same_seed_gives_identical_metrics(tmp_path, run):
+    assert train(tmp_path / "again", "--epochs", "3") == 0
+    assert (tmp_path / "again" / "metrics.json").read_text() == (run / "metrics.json").read_text()
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, run, monkeypatch):
+    calls = {"n": 0}
+    original = trainer._Fit._should_stop
+
+    def interrupt_after_first_epoch(self, state):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    monkeypatch.setattr(trainer._Fit, "_should_stop", interrupt_after_first_epoch)
+    out = tmp_path / "interrupted"
+    assert train(out, "--epochs", "3") == 130
+    assert (out / "last.pt").is_file() and not (out / "metrics.json").exists()
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert (out / "metrics.json").read_text() == (run / "metrics.json").read_text()
+    assert (out / "history.csv").read_text().splitlines()[1:] != []
+
+
+def test_fast_dev_run_writes_only_a_log(tmp_path):
+    out = tmp_path / "fdr"
+    assert train(out, "--fast-dev-run") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["train.log"]
+
+
+def test_divergence_guard_names_the_loss_component(tmp_path, monkeypatch):
+    from mmer.models.baseline import LateFusionBaseline
+
+    original = LateFusionBaseline.forward
+
+    def nan_forward(self, batch):
+        out = original(self, batch)
+        if self.training:
+            out.losses["bce"] = out.losses["bce"] * float("nan")
+        return out
+
+    monkeypatch.setattr(LateFusionBaseline, "forward", nan_forward)
+    cfg = cfglib.resolve("baseline", "engine-toy", flags={"train.epochs": 1})
+    with pytest.raises(DivergenceError, match="'bce'"):
+        trainer.fit(cfg, tmp_path / "nan", quiet=True)
+
+
+def test_unknown_model_and_bad_config_are_one_line_errors(tmp_path, capsys):
+    assert main(["train", "--model", "ramr", "--dataset", "engine-toy", "--out", str(tmp_path / "x")]) == 2
+    assert main([*TRAIN, "--out", str(tmp_path / "y"), "--set", "train.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unknown model 'ramr'" in err[0] and "train.lrr" in err[1] and "did you mean 'lr'" in err[1]
+    assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("model", ["br", "cc", "lp"])
+def test_classic_baselines_train_and_reload(model, tmp_path):
+    out = tmp_path / model
+    assert main(["train", "--model", model, "--dataset", "engine-toy", "--out", str(out), "--quiet"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"]["micro_f1"] > 0.6
+    assert trainer.evaluate_run(trainer.load_run(out), "test") == saved["test"]
+
+
+def test_two_process_data_parallel_fit_evaluates_every_sample_once(tmp_path):
+    script = tmp_path / "run_mmer.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from tests.engine import toy_data  # registers engine-toy\n"
+        "from mmer.cli import main\n"
+        "raise SystemExit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(script), *TRAIN, "--out", str(out), "--epochs", "1", "--devices", "2", "--device", "cpu", "--set", "train.threads=1"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["processes"] == 2
+    ids = [r["id"] for r in csv.DictReader((out / "predictions_test.csv").open())]
+    assert ids == [f"3-{i}" for i in range(41)]  # 41 samples over 2 processes: uneven shards, nothing lost or doubled
+    metrics = json.loads((out / "metrics.json").read_text())
+    from tests.engine.toy_data import make_split
+
+    true_support = make_split(37, 2).labels.sum(dim=0).int().tolist()  # the valid split, counted directly
+    assert [metrics["valid"]["per_label"][n]["support"] for n in ("a", "b", "c")] == true_support

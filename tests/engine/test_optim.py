@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from mmer.config import TrainConfig
+from mmer.engine.optim import BertAdam, build_scheduler, lr_factor
+
+
+def test_bertadam_matches_hand_computed_update_without_bias_correction():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = BertAdam([{"params": [p], "weight_decay": 0.01}], lr=0.1, eps=1e-6, max_grad_norm=None)
+    g = torch.tensor([0.3, -0.4])
+    p.grad = g.clone()
+    opt.step()
+    m, v = 0.1 * g, 0.001 * g * g  # no bias correction: the first Adam update is m / sqrt(v) ~ sqrt(10) * sign(g)
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * (m / (v.sqrt() + 1e-6) + 0.01 * torch.tensor([1.0, -2.0]))
+    assert torch.allclose(p.detach(), expected, atol=1e-6)
+
+
+def test_bertadam_clips_each_tensor_to_max_norm_before_its_update():
+    big = torch.nn.Parameter(torch.zeros(2))
+    small = torch.nn.Parameter(torch.zeros(2))
+    opt = BertAdam([{"params": [big, small], "weight_decay": 0.0}], lr=1.0, max_grad_norm=1.0)
+    big.grad = torch.tensor([30.0, 40.0])  # norm 50 -> clipped to norm 1
+    small.grad = torch.tensor([0.3, 0.4])  # norm 0.5 -> untouched
+    opt.step()
+    assert torch.allclose(opt.state[big]["exp_avg"], 0.1 * torch.tensor([0.6, 0.8]), atol=1e-6)
+    assert torch.allclose(opt.state[small]["exp_avg"], 0.1 * torch.tensor([0.3, 0.4]), atol=1e-6)
+
+
+def test_bertadam_skips_parameters_without_gradient():
+    p = torch.nn.Parameter(torch.ones(3))
+    BertAdam([p], lr=0.1, weight_decay=0.5).step()
+    assert torch.equal(p.detach(), torch.ones(3))
+
+
+def test_warmup_linear_is_zero_first_peaks_at_warmup_and_ends_at_zero():
+    cfg = TrainConfig(schedule="warmup_linear", warmup=0.1)
+    total = 1000
+    assert lr_factor(cfg, 0, total, 10) == 0.0
+    assert lr_factor(cfg, 50, total, 10) == pytest.approx(0.5)
+    assert lr_factor(cfg, 100, total, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 550, total, 10) == pytest.approx(0.5)
+    assert lr_factor(cfg, total, total, 10) == 0.0
+
+
+def test_warmup_cosine_shape():
+    cfg = TrainConfig(schedule="warmup_cosine", warmup=0.2)
+    assert lr_factor(cfg, 10, 100, 10) == pytest.approx(0.5)
+    assert lr_factor(cfg, 20, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 60, 100, 10) == pytest.approx(0.5)
+    assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_epoch_warmup_cosine_reproduces_the_amp_code_learning_rates():
+    # AMP's official run (reference): epochs 0..9 use 5e-6, 5e-6, 9.5e-6, ..., 4.1e-5 and never leave warm-up
+    cfg = TrainConfig(schedule="epoch_warmup_cosine", lr=5e-5, warmup=10, warmup_start_lr=5e-6, epochs=10)
+    expected = [5e-6, 5e-6, 9.5e-6, 1.4e-5, 1.85e-5, 2.3e-5, 2.75e-5, 3.2e-5, 3.65e-5, 4.1e-5]
+    steps_per_epoch = 7
+    got = [lr_factor(cfg, e * steps_per_epoch + 3, 70, steps_per_epoch) * cfg.lr for e in range(10)]
+    assert got == pytest.approx(expected)
+
+
+def test_scheduler_drives_the_optimizer_lr():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = build_scheduler(opt, TrainConfig(schedule="warmup_linear", warmup=0.5, lr=1.0), total_steps=4, steps_per_epoch=2)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.5])
+    assert not math.isnan(lrs[0])

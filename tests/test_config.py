@@ -1,0 +1,52 @@
+import pytest
+
+from mmer import config as cfglib
+from mmer.cli import main
+from mmer.errors import ConfigError
+from tests.engine import toy_data  # noqa: F401  registers engine-toy
+
+
+def test_defaults_and_overrides_resolve_with_types():
+    cfg = cfglib.resolve("baseline", "engine-toy", overrides=["train.lr=5e-5", "model.d_model=32", "train.precision=32", "train.betas=[0.8, 0.9]"])
+    assert cfg.train.lr == 5e-5 and isinstance(cfg.train.lr, float)  # YAML reads '5e-5' as a string
+    assert cfg.model.d_model == 32 and cfg.train.precision == "32" and cfg.train.betas == (0.8, 0.9)
+
+
+def test_unknown_key_names_it_suggests_and_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        cfglib.resolve("baseline", "engine-toy", overrides=["model.d_modl=3"])
+    msg = str(err.value)
+    assert "'model.d_modl'" in msg and "did you mean 'd_model'" in msg and "num_layers" in msg
+
+
+def test_wrong_type_and_bad_choice_are_errors():
+    with pytest.raises(ConfigError, match="'train.epochs' must be an integer"):
+        cfglib.resolve("baseline", "engine-toy", overrides=["train.epochs=two"])
+    with pytest.raises(ConfigError, match="'train.optimizer' must be one of"):
+        cfglib.resolve("baseline", "engine-toy", overrides=["train.optimizer=sgd"])
+    with pytest.raises(ConfigError, match="select_metric"):
+        cfglib.resolve("baseline", "engine-toy", overrides=["train.select_metric=f1"])
+
+
+def test_config_file_layer_and_saved_config_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\nmodel:\n  dropout: 0.2\n")
+    cfg = cfglib.resolve("baseline", "engine-toy", str(path), ["train.epochs=9"])
+    assert cfg.train.epochs == 9 and cfg.model.dropout == 0.2
+    assert cfglib.build(cfg.to_dict()) == cfg
+    path.write_text("trian:\n  epochs: 7\n")
+    with pytest.raises(ConfigError, match=r"config file .*unknown key 'trian'.*did you mean 'train'"):
+        cfglib.resolve("baseline", "engine-toy", str(path))
+
+
+def test_config_show_prints_yaml(capsys):
+    assert main(["config", "show", "--model", "baseline", "--dataset", "engine-toy", "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 3" in out and "model_name: baseline" in out
+
+
+def test_list_and_unknown_dataset(capsys):
+    assert main(["list", "models"]) == 0
+    assert "baseline" in capsys.readouterr().out
+    assert main(["config", "show", "--model", "baseline", "--dataset", "synth-partyy"]) == 2
+    assert "unknown dataset 'synth-partyy'" in capsys.readouterr().err

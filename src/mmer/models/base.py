@@ -7,8 +7,15 @@ A model is an `nn.Module` built from `(cfg, spec)`:
   sum(w * loss), checks every component is finite (naming the bad one otherwise) and calls `ctx.backward` once.
   Models with several backward passes per step (AMP) override `training_step` and call `ctx.backward` as often
   as they need; the engine then clips, steps the optimizer and the schedule.
-- `analysis(batch)`: the one documented hook for the report's plots (representations, attention, learned
-  correlations); returns tensors keyed by documented names (see docs/report.md). Default: nothing.
+- `analysis(batch)`: the one hook the report's plots use (eval mode, no grad). Every key is optional; a model
+  returns what it has. M follows `batch.modalities` order, C the label order, D any feature size:
+    "common"              float [B, M, D]  commonality representation of each modality (e.g. C^m pooled)
+    "specific"            float [B, M, D]  specificity representation of each modality (e.g. S^m / P^m pooled)
+    "reconstructed"       float [B, M, D]  reconstruction-space embedding of each modality (e.g. latent of X_gamma)
+    "modality_label"      float [B, M, C]  per-modality evidence (logit) for each label before fusion; the report
+                                           plots which modality each label's prediction relies on
+    "label_correlation"   float [C, C]     learned label-to-label dependency (e.g. label self-attention weights)
+    "discriminator_probs" float [B, M, M]  modality discriminator's distribution for each modality's common features
 - `param_groups(weight_decay)`: optimizer groups; the default exempts biases and LayerNorm parameters from
   weight decay, as BERT-style training does.
 """

@@ -1,0 +1,162 @@
+"""Bayes oracles that know the generators' parameters: the `ceiling` (and `target_only`) reference points.
+
+synth-dyadic (exact). p(e | x) ∝ p(e) Π_t Σ_{a ⊆ e} q^|a| (1-q)^(|e|-|a|) Π_m N(x_{m,t}; mean_m(a), σ_m²): every
+label configuration e, every activation pattern a of a step, summed exactly.
+
+synth-party (approximate: exact inference over a clip's coupled chains is exponential in the number of persons).
+Each token's emotions e_i have the Gaussian likelihood of its present modalities and a Boltzmann prior whose bias
+is linear in its parents' emotions (the same person's previous segment; the segment's speaker, for listeners).
+1. `target_only`: every parent replaced by its population mean (by character and role), no other token's
+   observations: the posterior of the target from its own modalities, personality and role alone.
+2. `ceiling`: mean-field inference over the whole clip, started from step 1's posteriors of every token. A token's
+   update uses its own likelihood, its parents' current means in its bias, and, for each child c (its own next
+   segment; the listeners of a segment it speaks), e·(Aᵀm_c) − log Z(β_c + A e), with the child's other parent
+   also at its mean. `SWEEPS` damped parallel sweeps. Because it is approximate the ceiling is an estimate of
+   the best achievable score, not a strict bound; `party_conditional` (context emotions known exactly) is a
+   strict upper reference.
+Prediction: posterior marginal > 0.5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmer.data.dataset import SplitData
+from mmer.data.synthetic.dyadic import DyadicWorld
+from mmer.data.synthetic.labels import ShiftedPartition, all_configs
+from mmer.data.synthetic.party import LISTENER, SPEAKER, PartyGrid, PartyWorld, grid_from_split
+
+SWEEPS = 6
+DAMPING = 0.5
+
+
+# ---------------------------------------------------------------------------------------------- synth-party
+
+
+class PartyPosterior:
+    """Posterior computations on one grid of clips; `means` arrays are [K, MAX_PERSONS, MAX_SEGMENTS, C]."""
+
+    def __init__(self, world: PartyWorld, grid: PartyGrid, modalities: Sequence[str] | None = None):
+        self.world, self.grid = world, grid
+        labels = world.labels
+        k = len(grid.valid)
+        self.loglik = np.zeros((*grid.valid.shape, len(labels.configs)))  # [K, P, S, M]
+        for m in modalities or list(grid.features):
+            self.loglik += grid.present[m][..., None] * world.emissions[m].loglik(grid.features[m], labels.configs)
+        self.own_bias = world.bias(grid.personality)  # [K, P, C]
+        self.is_speaker = grid.is_speaker()  # [K, P, S]
+        self.is_listener = grid.valid & ~self.is_speaker & (grid.speaker >= 0)[:, None, :]
+        self.rows = np.arange(k)[:, None]
+        self.speaker = grid.speaker.clip(0)  # [K, S]
+        self.segments = np.arange(grid.valid.shape[2])
+        self.character = np.linalg.norm(grid.personality[:, :, None] - world.personalities, axis=-1).argmin(-1)
+        self.inertia_partition = labels.shifted_partition(world.inertia)
+        self.contagion_partition = labels.shifted_partition(world.contagion)
+
+    def population_means(self) -> np.ndarray:
+        """Every token at its character's mean emotions in its role: the context-free stand-in for parents."""
+        role = np.where(self.is_speaker, SPEAKER, LISTENER)
+        means = self.world.population_mean[self.character[:, :, None], role]  # [K, P, S, C]
+        return means * self.grid.valid[..., None]
+
+    def _parent_terms(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inertia term, contagion term) of every token's bias, each [K, P, S, C]."""
+        inertia = np.zeros_like(means)
+        inertia[:, :, 1:] = means[:, :, :-1] @ self.world.inertia.T
+        speaker_means = means[self.rows, self.speaker, self.segments]  # [K, S, C]
+        contagion = self.is_listener[..., None] * (speaker_means @ self.world.contagion.T)[:, None]
+        return inertia, contagion
+
+    def logits(self, means: np.ndarray, children: bool) -> np.ndarray:
+        """Log-weights [K, P, S, M] of each token's configurations with every other token at `means`."""
+        inertia, contagion = self._parent_terms(means)
+        bias = self.own_bias[:, :, None] + inertia + contagion  # [K, P, S, C]
+        logits = self.loglik + self.world.labels.logits(bias)
+        if not children:
+            return logits
+        # inertia child: (k, p, s + 1) of parent (k, p, s); its other parent is its segment's speaker
+        k, p, s = np.nonzero(self.grid.valid[:, :, 1:])
+        beta = self.own_bias[k, p] + contagion[k, p, s + 1]
+        logits[k, p, s] += self._child_term(means[k, p, s + 1], beta, self.world.inertia, self.inertia_partition)
+        # contagion child: listener (k, q, s) of the speaker (k, spk, s); its other parent is its own past.
+        # A speaker has several listeners: sum their terms over persons before adding them to the speaker.
+        k, q, s = np.nonzero(self.is_listener)
+        beta = self.own_bias[k, q] + inertia[k, q, s]
+        per_listener = np.zeros_like(logits)
+        per_listener[k, q, s] = self._child_term(means[k, q, s], beta, self.world.contagion, self.contagion_partition)
+        logits[self.rows, self.speaker, self.segments] += per_listener.sum(axis=1)  # [K, S, M] onto each segment's speaker
+        return logits
+
+    def _child_term(self, child_mean: np.ndarray, beta: np.ndarray, shift: np.ndarray, partition: ShiftedPartition) -> np.ndarray:
+        """[n, M]: E_q[log p(child | parent = e)] up to constants, for each parent configuration e."""
+        linear = (child_mean @ shift) @ self.world.labels.configs.T  # e·(Aᵀ m_child)
+        return linear - partition(beta)
+
+    def marginals(self, logits: np.ndarray) -> np.ndarray:
+        return self.world.labels.marginals(logits) * self.grid.valid[..., None]
+
+    def target_only(self) -> np.ndarray:
+        """[K, P, S, C] posterior marginals of every token from its own observations and role."""
+        return self.marginals(self.logits(self.population_means(), children=False))
+
+    def mean_field(self, sweeps: int = SWEEPS, damping: float = DAMPING) -> np.ndarray:
+        """[K, P, S, C] posterior marginals with the whole clip as context (damped parallel mean-field)."""
+        means = self.target_only()
+        for _ in range(sweeps):
+            update = self.marginals(self.logits(means, children=True))
+            means = (1 - damping) * means + damping * update
+        return self.marginals(self.logits(means, children=True))
+
+    def conditional(self, emotions: np.ndarray) -> np.ndarray:
+        """[K, P, S, C] exact p(e_i = 1 | x_i, every other token's true emotions) (a strict upper reference)."""
+        return self.marginals(self.logits(emotions.astype(np.float64), children=True))
+
+
+def party_posterior(
+    world: PartyWorld, split: SplitData, context: str = "inferred", modalities: Sequence[str] | None = None,
+    emotions: np.ndarray | None = None,
+) -> np.ndarray:
+    """[N, C] posterior probability of each label for every sample of `split`.
+
+    context: 'none' (target_only), 'inferred' (ceiling: mean-field over the clip) or 'known' (the true emotions
+    of every other token, `emotions` [K, MAX_PERSONS, MAX_SEGMENTS, C], must be given).
+    """
+    grid, cells = grid_from_split(split)
+    posterior = PartyPosterior(world, grid, modalities)
+    if context == "none":
+        marginals = posterior.target_only()
+    elif context == "inferred":
+        marginals = posterior.mean_field()
+    elif context == "known":
+        if emotions is None:
+            raise ValueError("context='known' needs the true emotions")
+        marginals = posterior.conditional(emotions)
+    else:
+        raise ValueError(f"context must be 'none', 'inferred' or 'known', got {context!r}")
+    return marginals[cells[:, 0], cells[:, 1], cells[:, 2]]
+
+
+# --------------------------------------------------------------------------------------------- synth-dyadic
+
+
+def dyadic_posterior(world: DyadicWorld, split: SplitData, modalities: Sequence[str] | None = None) -> np.ndarray:
+    """[N, C] exact posterior probability of each label."""
+    labels, q = world.labels, world.activation
+    configs = labels.configs  # [M, C] label configurations e
+    patterns = all_configs(labels.num_labels, include_empty=True)  # [A, C] activation patterns a of one step
+    inside = (patterns[None, :, :] <= configs[:, None, :]).all(axis=-1)  # [M, A]: a ⊆ e
+    on, total = patterns.sum(axis=1)[None, :], configs.sum(axis=1)[:, None]
+    weight = np.where(inside, q**on * (1 - q) ** (total - on), 0.0)  # [M, A] p(a | e)
+    rows = split.clip_index.numpy()
+    step_loglik = 0.0
+    for m in modalities or list(split.features):
+        x = split.features[m].numpy()[rows].astype(np.float64)  # [N, L, D]
+        step_loglik = step_loglik + world.emissions[m].loglik(x, patterns)  # [N, L, A]
+    top = step_loglik.max(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        per_step = np.log(np.exp(step_loglik - top) @ weight.T) + top  # [N, L, M]
+    real = split.masks[next(iter(split.masks))].numpy()[rows][:, :, None]  # [N, L, 1]
+    loglik = np.where(real, per_step, 0.0).sum(axis=1)  # [N, M]
+    return labels.marginals(loglik + labels.logits(world.base_bias))

@@ -39,7 +39,6 @@ STRENGTH = {  # each emotion has a modality it shows best in
     "visual": (1.0, 0.4, 0.4, 1.0, 1.0, 0.3),
     "audio":  (0.3, 0.6, 1.0, 0.4, 0.3, 1.0),
 }
-SIGNAL = 1.0
 NOISE = {"text": 0.75, "visual": 0.75, "audio": 0.75}
 
 
@@ -66,7 +65,7 @@ def dyadic_world() -> DyadicWorld:
     rng = np.random.default_rng(WORLD_SEED)
     return DyadicWorld(
         labels=LabelModel(EMOTIONS, coupling_matrix(EMOTIONS, COUPLING)),
-        emissions={m: Emission.random(rng, SIGNAL * np.asarray(STRENGTH[m]), DIMS[m], NOISE[m]) for m in MODALITIES},
+        emissions={m: Emission.random(rng, np.asarray(STRENGTH[m]), DIMS[m], NOISE[m]) for m in MODALITIES},
         base_bias=np.array([BASE_BIAS[e] for e in EMOTIONS]),
         activation=ACTIVATION,
     )

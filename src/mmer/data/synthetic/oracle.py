@@ -43,7 +43,7 @@ class PartyPosterior:
         labels = world.labels
         k = len(grid.valid)
         self.loglik = np.zeros((*grid.valid.shape, len(labels.configs)))  # [K, P, S, M]
-        for m in modalities or list(grid.features):
+        for m in list(grid.features) if modalities is None else modalities:
             self.loglik += grid.present[m][..., None] * world.emissions[m].loglik(grid.features[m], labels.configs)
         self.own_bias = world.bias(grid.personality)  # [K, P, C]
         self.is_speaker = grid.is_speaker()  # [K, P, S]
@@ -151,7 +151,7 @@ def dyadic_posterior(world: DyadicWorld, split: SplitData, modalities: Sequence[
     weight = np.where(inside, q**on * (1 - q) ** (total - on), 0.0)  # [M, A] p(a | e)
     rows = split.clip_index.numpy()
     step_loglik = 0.0
-    for m in modalities or list(split.features):
+    for m in list(split.features) if modalities is None else modalities:
         x = split.features[m].numpy()[rows].astype(np.float64)  # [N, L, D]
         step_loglik = step_loglik + world.emissions[m].loglik(x, patterns)  # [N, L, A]
     top = step_loglik.max(axis=-1, keepdims=True)

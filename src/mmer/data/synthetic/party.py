@@ -67,7 +67,6 @@ STRENGTH = {  # signal amplitude of each emotion per modality: each label has a 
     "visual": (0.6, 1.2, 0.4, 1.2, 0.5, 0.8, 0.4, 0.2, 0.3),
     "audio":  (0.6, 0.4, 1.2, 0.3, 0.4, 0.8, 1.2, 0.3, 0.2),
 }
-SIGNAL = 1.0  # global multiplier of STRENGTH
 NOISE = {"text": 0.35, "visual": 0.35, "audio": 0.35}
 
 SPEAKER, LISTENER = 0, 1
@@ -84,7 +83,23 @@ class PartyWorld:
     base_bias: np.ndarray  # [C]
     inertia: np.ndarray  # [C, C] added to the bias: inertia @ e(previous segment)
     contagion: np.ndarray  # [C, C] listener bias += contagion @ e(speaker)
-    population_mean: np.ndarray  # [NUM_CHARACTERS, 2 (speaker, listener), C] E[e] by character and role
+
+    @functools.cached_property
+    def population_mean(self) -> np.ndarray:
+        """[NUM_CHARACTERS, 2 (speaker, listener), C] E[e] by character and role, from 1500 fixed-seed clips.
+
+        The oracle's context-free stand-in for a token's parents (`target_only`).
+        """
+        draw = sample_clips(self, 1500, np.random.default_rng(0))
+        speaker = draw.grid.is_speaker()
+        out = np.zeros((NUM_CHARACTERS, 2, len(EMOTIONS)))
+        for role, cells in ((SPEAKER, speaker), (LISTENER, draw.grid.valid & ~speaker)):
+            k, p, s = np.nonzero(cells)
+            chars = draw.character[k, p]
+            sums = np.zeros((NUM_CHARACTERS, len(EMOTIONS)))
+            np.add.at(sums, chars, draw.emotions[k, p, s])
+            out[:, role] = sums / np.bincount(chars, minlength=NUM_CHARACTERS)[:, None]
+        return out
 
     def bias(self, personality: np.ndarray) -> np.ndarray:
         """personality [..., P] -> bias without context [..., C]."""
@@ -129,11 +144,11 @@ def party_world() -> PartyWorld:
     rng = np.random.default_rng(WORLD_SEED)
     labels = LabelModel(EMOTIONS, coupling_matrix(EMOTIONS, COUPLING))
     emissions = {
-        m: Emission.random(rng, SIGNAL * np.asarray(STRENGTH[m]), DIMS[m], NOISE[m]) for m in MODALITIES
+        m: Emission.random(rng, np.asarray(STRENGTH[m]), DIMS[m], NOISE[m]) for m in MODALITIES
     }
     personalities = rng.standard_normal((NUM_CHARACTERS, PERSONALITY_DIM))
     weights = rng.standard_normal((len(EMOTIONS), PERSONALITY_DIM)) * PERSONALITY_SCALE / np.sqrt(PERSONALITY_DIM)
-    world = PartyWorld(
+    return PartyWorld(
         labels=labels,
         emissions=emissions,
         personalities=personalities,
@@ -141,10 +156,7 @@ def party_world() -> PartyWorld:
         base_bias=np.array([BASE_BIAS[e] for e in EMOTIONS]),
         inertia=INERTIA * np.eye(len(EMOTIONS)),
         contagion=directed_matrix(CONTAGION),
-        population_mean=np.zeros((NUM_CHARACTERS, 2, len(EMOTIONS))),
     )
-    object.__setattr__(world, "population_mean", _population_mean(world))
-    return world
 
 
 def directed_matrix(entries: dict[tuple[str, str], float]) -> np.ndarray:
@@ -154,20 +166,6 @@ def directed_matrix(entries: dict[tuple[str, str], float]) -> np.ndarray:
     for (row, col), value in entries.items():
         matrix[index[row], index[col]] = value
     return matrix
-
-
-def _population_mean(world: PartyWorld, clips: int = 1500) -> np.ndarray:
-    """E[e] per character and role, estimated once from a large fixed-seed draw (the oracle's context-free prior)."""
-    draw = sample_clips(world, clips, np.random.default_rng(0))
-    speaker = draw.grid.is_speaker()
-    out = np.zeros((NUM_CHARACTERS, 2, len(EMOTIONS)))
-    for role, cells in ((SPEAKER, speaker), (LISTENER, draw.grid.valid & ~speaker)):
-        k, p, s = np.nonzero(cells)
-        chars = draw.character[k, p]
-        sums = np.zeros((NUM_CHARACTERS, len(EMOTIONS)))
-        np.add.at(sums, chars, draw.emotions[k, p, s])
-        out[:, role] = sums / np.bincount(chars, minlength=NUM_CHARACTERS)[:, None]
-    return out
 
 
 def sample_clips(world: PartyWorld, num_clips: int, rng: np.random.Generator) -> PartyClips:

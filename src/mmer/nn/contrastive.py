@@ -62,13 +62,20 @@ def modality_label_polarity_ids(labels: Tensor, view_modalities: Sequence[int]) 
     return label_idx + c * (2 * m[None, :, None] + absent[:, None, :])  # [B, V, C]
 
 
-def _similarities(pool: Tensor, start: int, stop: int, tau: float) -> Tensor:
-    """s [c, N] for anchors start:stop against the whole pool, with s_ii = -inf (i is not in A(i))."""
-    sim = pool[start:stop] @ pool.T  # [c, N]
+def _similarities(pool: Tensor, start: int, stop: int, tau: float, columns: int | None = None) -> Tensor:
+    """s [c, n] for anchors start:stop against pool rows 0..n-1 (default: all), with s_ii = -inf (i not in A(i))."""
+    sim = pool[start:stop] @ pool[:columns].T  # [c, n]
     sim.div_(tau)
     local = torch.arange(stop - start, device=pool.device)
-    sim[local, local + start] = float("-inf")
+    own = local + start < sim.shape[1]
+    sim[local[own], (local + start)[own]] = float("-inf")
     return sim
+
+
+def _chunks(num_anchors: int, n_batch: int, chunk: int) -> list[tuple[int, int]]:
+    """Anchor ranges of at most `chunk` rows that never straddle the batch/queue boundary."""
+    bounds = [(0, min(n_batch, num_anchors)), (n_batch, num_anchors)]
+    return [(a, min(a + chunk, hi)) for lo, hi in bounds for a in range(lo, hi, chunk)]
 
 
 def _log_partition(sim: Tensor) -> Tensor:
@@ -105,8 +112,7 @@ class _ChunkedSupCon(torch.autograd.Function):
         num_pos = class_count[anchor_classes] - 1  # [A] |P(i)|
         pos_sum = (anchors * (class_sum[anchor_classes] - anchors)).sum(dim=1) / tau  # [A] sum_p s_ip
         log_z = pool.new_empty(num_anchors)  # [A]
-        for a in range(0, num_anchors, chunk):
-            b = min(a + chunk, num_anchors)
+        for a, b in _chunks(num_anchors, batch.shape[0], chunk):
             log_z[a:b] = _log_partition(_similarities(pool, a, b, tau))
         has_pos = num_pos > 0
         per_anchor = torch.where(has_pos, log_z - pos_sum / num_pos.clamp(min=1), torch.zeros_like(log_z))
@@ -124,14 +130,16 @@ class _ChunkedSupCon(torch.autograd.Function):
         safe_log_z = torch.where(torch.isfinite(log_z), log_z, torch.zeros_like(log_z))
         anchors, anchor_classes = pool[:num_anchors], classes[:num_anchors]
         grad = torch.zeros_like(pool[:n_batch])  # [N_b, d]; the queue is a constant
-        for a in range(0, num_anchors, chunk):
-            b = min(a + chunk, num_anchors)
-            probs = _similarities(pool, a, b, tau).sub_(safe_log_z[a:b, None]).exp_()  # [c, N] softmax over A(i)
-            probs.mul_(w[a:b, None])
+        for a, b in _chunks(num_anchors, n_batch, chunk):
+            if not bool(w[a:b].any()):  # e.g. the never-matching rows of a code-initialised queue
+                continue
+            # a batch anchor needs its whole row (row side); a queue anchor only its batch columns (column side)
+            columns = None if a < n_batch else n_batch
+            probs = _similarities(pool, a, b, tau, columns).sub_(safe_log_z[a:b, None]).exp_()  # softmax over A(i)
+            probs.mul_(w[a:b, None])  # [c, n]
             grad += probs[:, :n_batch].T @ anchors[a:b]  # column side
-            if a < n_batch:  # row side, for anchors that are batch rows
-                rows = min(b, n_batch) - a
-                grad[a : a + rows] += probs[:rows] @ pool
+            if a < n_batch:
+                grad[a:b] += probs @ pool  # row side
         # positive part, through class sums: row i gets -(w_i/|P(i)|) (S[kappa_i] - f_i); column j gets
         # -sum_{anchors i != j of class kappa_j} (w_i/|P(i)|) f_i
         pos_weight = (w / num_pos.clamp(min=1))[:, None]  # [A, 1]

@@ -1,14 +1,11 @@
-"""mmer evaluate --run RUN_DIR [--split test] [--drop-modalities t,a] [--missing-rate R]"""
+"""mmer evaluate --run RUN_DIR [--split test] [--drop-modalities t,a] [--missing-rate R] [--missing-matrix]"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-import torch
-
-from mmer.data.batch import Batch
-from mmer.data.transforms import drop_at_rate, drop_modalities
 from mmer.engine.trainer import evaluate_run, load_run
 from mmer.errors import ConfigError, unknown_name
 from mmer.metrics import format_table
@@ -22,6 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing-rate", type=float, default=0.0, help="also drop each (sample, modality) with this probability")
     p.add_argument("--missing-seed", type=int, default=0, help="seed of the random dropping")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    m = p.add_argument_group("missing-modality matrix (docs/report.md)")
+    m.add_argument("--missing-matrix", action="store_true", help="evaluate every non-empty subset of modalities and missing rates 0..0.9; write tables and a plot")
+    m.add_argument("--missing-repeats", type=int, default=1, help="average the random dropping over this many seeds (from --missing-seed)")
+    m.add_argument("--out", default=None, help="folder for the matrix outputs (default RUN/robustness)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +38,12 @@ def resolve_modalities(text: str, available: tuple[str, ...]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmer.report.robustness import missing_transform
+
+    if args.missing_matrix:
+        return _matrix(args)
+    if args.out is not None or args.missing_repeats != 1:
+        raise ConfigError("--out and --missing-repeats belong to --missing-matrix")
     loaded = load_run(args.run)
     spec = loaded.spec
     dropped = resolve_modalities(args.drop_modalities, spec.modality_names)
@@ -44,19 +51,31 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--drop-modalities removes every modality; keep at least one")
     if not 0.0 <= args.missing_rate < 1.0:
         raise ConfigError(f"--missing-rate must be in [0, 1), got {args.missing_rate}")
-
-    def transform(batch: Batch) -> Batch:
-        if dropped:
-            batch = drop_modalities(batch, dropped)
-        if args.missing_rate:
-            gen = torch.Generator().manual_seed(args.missing_seed * 1_000_003 + int(batch.index[0]))
-            batch = drop_at_rate(batch, args.missing_rate, gen)
-        return batch
-
-    metrics = evaluate_run(loaded, args.split, transform if (dropped or args.missing_rate) else None)
+    metrics = evaluate_run(loaded, args.split, missing_transform(dropped, args.missing_rate, args.missing_seed))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         label = args.split + (f" without {','.join(dropped)}" if dropped else "") + (f" missing {args.missing_rate:.0%}" if args.missing_rate else "")
         print(format_table({label: metrics}))
+    return 0
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from mmer.report import plotting, robustness
+
+    if args.drop_modalities or args.missing_rate:
+        raise ConfigError("--missing-matrix evaluates every subset and rate itself; drop --drop-modalities/--missing-rate")
+    if args.missing_repeats < 1:
+        raise ConfigError(f"--missing-repeats must be >= 1, got {args.missing_repeats}")
+    out = Path(args.out) if args.out else Path(args.run) / "robustness"
+    loaded = load_run(args.run)
+    result = robustness.robustness_matrix(loaded, str(args.run), args.split, args.missing_seed, args.missing_repeats)
+    written = robustness.write(result, out)
+    if args.json:
+        print(json.dumps({"subsets": result.subsets, "rates": result.rates}, indent=2))
+    else:
+        print(robustness.to_markdown(result), end="")
+        print("\nwrote " + ", ".join(str(p) for p in written))
+    if not plotting.has_matplotlib():
+        print(f"no plot: matplotlib is not installed ({plotting.INSTALL_HINT})")
     return 0

@@ -1,0 +1,104 @@
+"""One row per finished run: what `DIR/results.csv` holds and every table is computed from.
+
+Columns: model, variant, entry, dataset, seed, overrides, the test metrics (metrics.METRIC_KEYS), parameters,
+best_epoch, train_seconds (sum of the per-epoch training time in history.csv, so it survives a resume),
+wall_seconds (the whole last `fit` call: loading, training, evaluation), peak_rss_mb and run_dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from mmer.benchmark.grid import RunSpec
+from mmer.engine import rundir
+from mmer.errors import DataError
+from mmer.io import write_text
+from mmer.metrics import METRIC_KEYS
+
+RUN_INFO = "run_info.json"
+COLUMNS = (
+    "model", "variant", "entry", "dataset", "seed", "overrides", *METRIC_KEYS,
+    "parameters", "best_epoch", "train_seconds", "wall_seconds", "peak_rss_mb", "run_dir",
+)  # fmt: skip
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
+def train_seconds(run_dir: Path) -> float:
+    """Sum of history.csv's per-epoch `train_seconds` (0 when the column is absent)."""
+    path = run_dir / rundir.HISTORY
+    if not path.is_file():
+        return 0.0
+    rows = list(csv.DictReader(path.open()))
+    return round(sum(float(r["train_seconds"]) for r in rows if r.get("train_seconds")), 3)
+
+
+def collect_row(spec: RunSpec, run_dir: Path, out: Path) -> dict[str, Any]:
+    """The results.csv row of a complete run."""
+    test = read_json(run_dir / rundir.METRICS).get("test")
+    if not isinstance(test, dict):
+        raise DataError(f"{run_dir / rundir.METRICS}: no 'test' metrics")
+    info = read_json(run_dir / RUN_INFO) if (run_dir / RUN_INFO).is_file() else {}
+    row: dict[str, Any] = {
+        "model": spec.model,
+        "variant": spec.variant,
+        "entry": spec.entry,
+        "dataset": spec.dataset,
+        "seed": spec.seed,
+        "overrides": " ".join(spec.overrides),
+    }
+    row.update({k: float(test[k]) for k in METRIC_KEYS})
+    row.update(
+        parameters=info.get("parameters", ""),
+        best_epoch=info.get("best_epoch", ""),
+        train_seconds=train_seconds(run_dir),
+        wall_seconds=info.get("wall_seconds", ""),
+        peak_rss_mb=info.get("peak_rss_mb", ""),
+        run_dir=str(run_dir.relative_to(out)) if run_dir.is_relative_to(out) else str(run_dir),
+    )
+    return row
+
+
+def reference_points(run_dir: Path) -> dict[str, dict[str, float]]:
+    """The dataset's reference points stored with a run (e.g. chance / ceiling of synthetic data), as
+    name -> {metric: value} for the metrics present; {} when the dataset has none."""
+    path = run_dir / RUN_INFO
+    if not path.is_file():
+        return {}
+    reference = read_json(path).get("reference") or {}
+    points = {}
+    for name, metrics in reference.items():
+        if isinstance(metrics, dict):
+            values = {k: float(v) for k, v in metrics.items() if k in METRIC_KEYS and isinstance(v, (int, float))}
+            if values:
+                points[str(name)] = values
+    return points
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(k, row.get(k, "")) for k in COLUMNS})
+    return buf.getvalue()
+
+
+def write_results(rows: list[dict[str, Any]], path: Path) -> None:
+    write_text(path, results_csv(rows))
+
+
+def _fmt(key: str, value: Any) -> Any:
+    return f"{value:.6f}" if key in METRIC_KEYS and isinstance(value, float) else value

@@ -1,0 +1,184 @@
+"""`mmer benchmark` end to end on the tiny engine-toy dataset: grid, skip, resume, failures, tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmer.benchmark.stats import paired_difference
+from mmer.cli import main
+from mmer.engine import rundir, trainer
+from mmer.metrics import METRIC_KEYS
+
+GRID = ["benchmark", "--models", "baseline,br", "--datasets", "engine-toy", "--seeds", "1,2", "--epochs", "1", "--set", "data.batch_size=16"]
+
+
+class FitCalls:
+    """Counts (and delegates) the engine's fit calls; optionally interrupts one run after its first epoch."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.calls: list[tuple[Path, bool]] = []
+        self.original = trainer.fit
+        monkeypatch.setattr(trainer, "fit", self)
+
+    def __call__(self, cfg, run_dir, **kwargs):
+        self.calls.append((Path(run_dir), bool(kwargs.get("resume"))))
+        return self.original(cfg, run_dir, **kwargs)
+
+
+def read_results(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((out / "results.csv").open()))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    assert main([*GRID, "--out", str(out), "--compare", "baseline,br"]) == 0
+    return out
+
+
+def test_grid_writes_one_run_directory_and_one_result_row_per_run(bench):
+    rows = read_results(bench)
+    assert [(r["model"], r["seed"]) for r in rows] == [("baseline", "1"), ("br", "1"), ("baseline", "2"), ("br", "2")]
+    for r in rows:
+        run = bench / r["run_dir"]
+        assert run == bench / "runs" / "engine-toy" / r["model"] / f"seed{r['seed']}" and rundir.is_complete(run)
+        test = json.loads((run / rundir.METRICS).read_text())["test"]
+        assert all(float(r[k]) == pytest.approx(test[k], abs=1e-6) for k in METRIC_KEYS)
+        assert r["overrides"] == "data.batch_size=16" and float(r["peak_rss_mb"]) > 0 and float(r["train_seconds"]) >= 0
+    assert int(rows[0]["parameters"]) > 0
+
+
+def test_summary_reports_mean_and_sample_std_with_the_best_in_bold(bench):
+    rows = [r for r in read_results(bench) if r["model"] == "baseline"]
+    f1 = [float(r["micro_f1"]) for r in rows]
+    summary = (bench / "summary.md").read_text()
+    assert "ddof=1" in summary and "| Method | n | Acc | P | R | Micro-F1 |" in summary
+    line = next(line for line in summary.splitlines() if line.startswith("| baseline |"))
+    assert f"{np.mean(f1):.3f} ± {np.std(f1, ddof=1):.3f}" in line and line.split("|")[2].strip() == "2"
+    best = max(("baseline", "br"), key=lambda m: np.mean([float(r["micro_f1"]) for r in read_results(bench) if r["model"] == m]))
+    best_line = next(line for line in summary.splitlines() if line.startswith(f"| {best} |"))
+    assert best_line.rstrip(" |").endswith("**")  # micro-F1 is the last column
+    tex = (bench / "summary.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\mathbf" in tex
+    table_rows = list(csv.DictReader((bench / "summary.csv").open()))
+    assert {r["row"] for r in table_rows} == {"baseline", "br"} and float(table_rows[0]["micro_f1_std"]) == pytest.approx(np.std(f1, ddof=1), abs=1e-6)
+
+
+def test_paired_comparison_over_shared_seeds(bench):
+    rows = read_results(bench)
+    a = [float(r["micro_f1"]) for r in rows if r["model"] == "baseline"]
+    b = [float(r["micro_f1"]) for r in rows if r["model"] == "br"]
+    expected = paired_difference(a, b)
+    comp = next(r for r in csv.DictReader((bench / "comparisons.csv").open()) if r["metric"] == "micro_f1")
+    assert comp["seeds"] == "1 2" and comp["n"] == "2"
+    assert float(comp["mean_diff"]) == pytest.approx(np.mean(np.array(a) - np.array(b)), abs=1e-6)
+    assert float(comp["ci_low"]) == pytest.approx(expected.ci_low, abs=1e-6)
+    assert "baseline − br" in (bench / "summary.md").read_text()
+
+
+def test_rerun_skips_complete_runs_without_training(bench, monkeypatch, capsys):
+    fits = FitCalls(monkeypatch)
+    stamps = {p: p.stat().st_mtime_ns for p in bench.glob("runs/*/*/*/metrics.json")}
+    assert main([*GRID, "--out", str(bench)]) == 0
+    assert fits.calls == []
+    assert {p: p.stat().st_mtime_ns for p in bench.glob("runs/*/*/*/metrics.json")} == stamps
+    assert "4 complete" in capsys.readouterr().out
+
+
+def test_interrupted_grid_resumes_the_interrupted_run_only(tmp_path, monkeypatch):
+    out = tmp_path / "b"
+    grid = ["benchmark", "--models", "baseline", "--datasets", "engine-toy", "--seeds", "1,2", "--epochs", "2", "--set", "data.batch_size=16", "--out", str(out)]
+    original_history = rundir.write_history
+
+    def interrupt_seed2_in_epoch2(run_dir, rows):  # Ctrl-C while seed 2 finishes its second epoch
+        if run_dir.name == "seed2" and len(rows) == 2:
+            raise KeyboardInterrupt
+        original_history(run_dir, rows)
+
+    monkeypatch.setattr(rundir, "write_history", interrupt_seed2_in_epoch2)
+    assert main(grid) == 130
+    seed1, seed2 = out / "runs" / "engine-toy" / "baseline" / "seed1", out / "runs" / "engine-toy" / "baseline" / "seed2"
+    assert rundir.is_complete(seed1) and (seed2 / rundir.LAST).is_file() and not rundir.is_complete(seed2)
+    monkeypatch.setattr(rundir, "write_history", original_history)
+    stamp = (seed1 / rundir.METRICS).stat().st_mtime_ns
+    fits = FitCalls(monkeypatch)
+    assert main(grid) == 0
+    assert fits.calls == [(seed2, True)]  # only the interrupted run, continued from last.pt
+    assert (seed1 / rundir.METRICS).stat().st_mtime_ns == stamp
+    assert [r["epoch"] for r in csv.DictReader((seed2 / rundir.HISTORY).open())] == ["1", "2"]
+    assert len(read_results(out)) == 2
+
+
+def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "b"
+    original = trainer.fit
+
+    def fail_br(cfg, run_dir, **kwargs):
+        if "br" in Path(run_dir).parts:
+            raise RuntimeError("solver exploded")
+        return original(cfg, run_dir, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit", fail_br)
+    assert main([*GRID, "--seeds", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "br on engine-toy, seed 1" in err and "RuntimeError: solver exploded" in err
+    assert [r["model"] for r in read_results(out)] == ["baseline"]
+    assert "Traceback" in (out / "benchmark.log").read_text()
+    assert main([*GRID, "--seeds", "1", "--out", str(tmp_path / "c"), "--fail-fast", "--models", "br,baseline"]) == 1
+    assert not (tmp_path / "c" / "runs" / "engine-toy" / "baseline").exists()  # stopped at the first failure
+
+
+def test_changed_config_is_stale_not_silently_reused(bench, capsys):
+    assert main([*GRID, "--epochs", "2", "--out", str(bench), "--models", "baseline", "--seeds", "1"]) == 1
+    assert "train.epochs 1 -> 2" in capsys.readouterr().err
+
+
+def test_directory_states_restart_and_blocked(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "b"
+    partial = out / "runs" / "engine-toy" / "br" / "seed1"
+    partial.mkdir(parents=True)
+    (partial / rundir.LOG).write_text("stopped before the first checkpoint\n")
+    blocked = out / "runs" / "engine-toy" / "br" / "seed2"
+    blocked.mkdir(parents=True)
+    (blocked / "notes.txt").write_text("mine")
+    assert main(["benchmark", "--models", "br", "--datasets", "engine-toy", "--seeds", "1,2", "--out", str(out), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "restart" in plan and "blocked" in plan
+    assert main(["benchmark", "--models", "br", "--datasets", "engine-toy", "--seeds", "1,2", "--out", str(out)]) == 1
+    assert rundir.is_complete(partial) and (blocked / "notes.txt").read_text() == "mine"
+    assert "notes.txt" in capsys.readouterr().err
+
+
+def test_ablation_file_produces_an_ablation_table(tmp_path):
+    ablation = tmp_path / "baseline_tiny.yaml"
+    ablation.write_text('"(1) narrow": [model.d_model=8, model.num_heads=2]\n"(2) full": []\n')
+    out = tmp_path / "b"
+    assert main(["benchmark", "--models", "baseline", "--datasets", "engine-toy", "--seeds", "1", "--epochs", "1", "--out", str(out), "--ablations", str(ablation)]) == 0
+    assert rundir.is_complete(out / "runs" / "engine-toy" / "baseline__1-narrow" / "seed1")
+    summary = (out / "summary.md").read_text()
+    section = summary[summary.index("Ablation baseline_tiny on engine-toy") :]
+    assert "| (1) narrow | 1 |" in section and "| (2) full | 1 |" in section
+    rows = {r["entry"]: r for r in read_results(out)}
+    assert rows["baseline__1-narrow"]["overrides"] == "model.d_model=8 model.num_heads=2"
+    assert int(rows["baseline__1-narrow"]["parameters"]) < int(rows["baseline"]["parameters"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "model.no_such_key=1"], "unknown key 'model.no_such_key'"),
+        (["--compare", "baseline,ramerr"], "'ramerr' is not a model or ablation variant"),
+        (["--seeds", "1,x"], "--seeds must be comma-separated integers"),
+        (["--models", "baseline,baseline"], "lists a value twice"),
+        (["--root", "other=/tmp"], "not in --datasets"),
+    ],
+)
+def test_bad_arguments_fail_before_anything_trains(tmp_path, monkeypatch, capsys, extra, message):
+    fits = FitCalls(monkeypatch)
+    assert main([*GRID, "--out", str(tmp_path / "b"), *extra]) == 2
+    assert message in capsys.readouterr().err and fits.calls == []

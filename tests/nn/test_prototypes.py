@@ -81,3 +81,18 @@ def test_options_are_validated():
         LabelPrototypes(1, 1, 1, momentum=1.5)
     with pytest.raises(ValueError, match="labels"):
         LabelPrototypes(2, 3, 4).update(torch.randn(5, 2, 3, 4), torch.ones(5, 2))
+
+
+def test_update_inside_the_forward_pass_keeps_the_graph_valid():
+    """The model updates the prototypes after using them, before backward: the old values must survive."""
+    torch.manual_seed(0)
+    protos = LabelPrototypes(2, 3, 4).train()
+    protos.update(torch.randn(6, 2, 3, 4), (torch.rand(6, 3) < 0.5).float())
+    before = protos.positive.clone()
+    z = torch.randn(5, 2, 3, 4, requires_grad=True)
+    c = protos.intrinsic(z)
+    protos.update(z, (torch.rand(5, 3) < 0.5).float())
+    c.sum().backward()
+    assert z.grad.abs().sum() > 0
+    assert not torch.equal(protos.positive, before)
+    assert protos.state_dict()["positive"].data_ptr() == protos.positive.data_ptr()  # still the saved buffer

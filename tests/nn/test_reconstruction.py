@@ -62,3 +62,16 @@ def test_gradients_and_bad_order():
     assert u.grad.abs().sum() > 0 and r.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="permutation"):
         TwoLevelReconstruction(3, 4, slot_order=[0, 0, 1])
+
+
+def test_levels_can_run_separately():
+    """first_level/second_level compose to forward; the second level accepts any [B, M, C, d] (ablations)."""
+    torch.manual_seed(0)
+    rec = TwoLevelReconstruction(3, hidden_size=4, slot_order=[2, 0, 1])
+    u, r = torch.randn(2, 3, 2, 4), torch.randn(2, 3, 2, 4)
+    alpha, beta = rec(u, r)
+    torch.testing.assert_close(rec.first_level(u, r), alpha)
+    torch.testing.assert_close(rec.second_level(alpha), beta)
+    o = torch.randn(2, 3, 2, 4)
+    g_v = rec.networks[1]
+    torch.testing.assert_close(rec.second_level(o)[:, 1], g_v(torch.cat([o[:, 2], o[:, 0], o[:, 1]], -1)))

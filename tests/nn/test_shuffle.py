@@ -121,3 +121,20 @@ def test_bad_mode_and_shapes():
         shuffle_indices(2, 2, 2, "papers")
     with pytest.raises(ValueError, match=r"\[B, M, C, d\]"):
         label_shuffle(torch.randn(2, 3, 4), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("mode", ["paper", "carat_code", "stack", "reverse"])
+def test_sample_wise_or_modality_wise_shuffle_alone(mode):
+    g = torch.Generator().manual_seed(3)
+    s, k = shuffle_indices(8, 3, 5, mode, generator=g, modality_wise=False)
+    assert torch.equal(k, torch.arange(3)[None, :, None].expand(8, 3, 5))  # modalities stay in place
+    for label in range(5):
+        for modality in range(3):
+            assert sorted(s[:, modality, label].tolist()) == list(range(8))  # a permutation of the samples
+    s, k = shuffle_indices(8, 3, 5, mode, generator=g, sample_wise=False)
+    assert torch.equal(s, torch.arange(8)[:, None, None].expand(8, 3, 5))  # samples stay in place
+    assert all(sorted(k[b, :, label].tolist()) == [0, 1, 2] for b in range(8) for label in range(5))
+    if mode in ("paper", "carat_code"):
+        assert not torch.equal(k[:, :, 0], k[:, :, 1])  # drawn per label
+    s, k = shuffle_indices(8, 3, 5, mode, generator=g, sample_wise=False, modality_wise=False)
+    assert torch.equal(s, torch.arange(8)[:, None, None].expand(8, 3, 5)) and torch.equal(k, torch.arange(3)[None, :, None].expand(8, 3, 5))

@@ -66,8 +66,11 @@ class LabelPrototypes(nn.Module):
         if labels.shape != (z.shape[0], z.shape[2]):
             raise ValueError(f"labels {tuple(labels.shape)} do not match latents [B, M, C, d] = {tuple(z.shape)}")
         present = (labels >= 0.5).to(z.dtype)  # [B, C]
-        for proto, member in ((self.positive, present), (self.negative, 1.0 - present)):
+        # new tensors, not in-place writes: this step's intrinsic vectors were built from the old prototypes and
+        # their backward pass still needs them unchanged (the update runs inside the training forward pass)
+        for name, member in (("positive", present), ("negative", 1.0 - present)):
             later = member.flip(0).cumsum(0).flip(0) - member  # [B, C]: members after b
             weight = member * (1.0 - self.momentum) * self.momentum**later  # [B, C]
             decay = self.momentum ** member.sum(0)  # [C]: g^k
-            proto.mul_(decay[None, :, None]).add_(torch.einsum("bc,bmcd->mcd", weight, z))
+            old = getattr(self, name)
+            setattr(self, name, old * decay[None, :, None] + torch.einsum("bc,bmcd->mcd", weight, z))

@@ -88,6 +88,11 @@ class TwoLevelReconstruction(nn.Module):
         return torch.stack([g(inputs[:, m]) for m, g in enumerate(self.networks)], dim=1)
 
     def forward(self, intrinsic: Tensor, reconstruction: Tensor) -> tuple[Tensor, Tensor]:
+        alpha = self.first_level(intrinsic, reconstruction)
+        return alpha, self.second_level(alpha)
+
+    def first_level(self, intrinsic: Tensor, reconstruction: Tensor) -> Tensor:
+        """alpha_m = g_m(slots with u_m in m's own slot and r_k elsewhere) -> [B, M, C, d]."""
         if intrinsic.shape != reconstruction.shape:
             raise ValueError(
                 f"intrinsic {tuple(intrinsic.shape)} and reconstruction {tuple(reconstruction.shape)} differ in shape"
@@ -100,7 +105,14 @@ class TwoLevelReconstruction(nn.Module):
             intrinsic[:, order].transpose(1, 2).unsqueeze(1),  # [B, 1, C, M(slot), d]
             reconstruction[:, order].transpose(1, 2).unsqueeze(1),
         )  # [B, M(target), C, M(slot), d]
-        alpha = self._per_target(slots.reshape(b, m_count, c, m_count * d))  # [B, M, C, d]
-        fused = alpha[:, order].transpose(1, 2).reshape(b, 1, c, m_count * d)  # [B, 1, C, M*d]
-        beta = self._per_target(fused.expand(b, m_count, c, m_count * d))  # [B, M, C, d]
-        return alpha, beta
+        return self._per_target(slots.reshape(b, m_count, c, m_count * d))  # [B, M, C, d]
+
+    def second_level(self, features: Tensor) -> Tensor:
+        """beta_m = g_m([x_1; ...; x_M]), the same input for every target m: [B, M, C, d] -> [B, M, C, d].
+
+        `features` is alpha in the full model; an ablation without the first level passes the un-reconstructed
+        label-specific features instead.
+        """
+        b, m_count, c, d = features.shape
+        fused = features[:, self.slot_order].transpose(1, 2).reshape(b, 1, c, m_count * d)  # [B, 1, C, M*d]
+        return self._per_target(fused.expand(b, m_count, c, m_count * d))  # [B, M, C, d]

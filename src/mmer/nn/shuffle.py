@@ -27,6 +27,9 @@ Modes:
   stacks the modality interleave is the identity and the modality shuffle is a random rotation.
 - "reverse" (RAMer's official code, for parity only): the code's `stack_shuffle` returns the list sorted in
   descending order, i.e. T~[b, m] = T[B-1-b, M-1-m] for every label — an existing row, not an augmentation.
+
+`sample_wise=False` / `modality_wise=False` replace the sample (pi) / modality (sigma) permutation by the identity
+in any mode (the ablations "w/o sample-wise shuffle" and "w/o modality-wise shuffle" of CARAT Table 3).
 """
 
 from __future__ import annotations
@@ -88,24 +91,31 @@ def shuffle_indices(
     sample_stacks: int = 4,
     modality_stacks: int | None = None,
     iterations: int = 2,
+    sample_wise: bool = True,
+    modality_wise: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """(sample_idx, modality_idx), each long [B, M, C]: the source of every output cell (see module docstring).
 
     `sample_stacks`, `modality_stacks` (default M) and `iterations` apply to mode "stack" (RAMer code: 4, 3, 2).
+    `sample_wise` / `modality_wise` = False keep samples / modalities in place (identity pi / sigma).
     """
     if mode not in SHUFFLE_MODES:
         raise ConfigError(unknown_name("shuffle mode", mode, SHUFFLE_MODES))
     b, m, c = batch_size, num_modalities, num_labels
     if mode == "reverse":
-        s = torch.arange(b - 1, -1, -1, device=device)[:, None, None].expand(b, m, c)
-        k = torch.arange(m - 1, -1, -1, device=device)[None, :, None].expand(b, m, c)
-        return s, k
+        s = torch.arange(b - 1, -1, -1, device=device) if sample_wise else torch.arange(b, device=device)
+        k = torch.arange(m - 1, -1, -1, device=device) if modality_wise else torch.arange(m, device=device)
+        return s[:, None, None].expand(b, m, c), k[None, :, None].expand(b, m, c)
     if mode == "stack":
         pi = _stack_permutations((c, m), b, sample_stacks, iterations, generator, device)  # [C, M, B]
         sigma = _stack_permutations((c, b), m, modality_stacks or m, iterations, generator, device)  # [C, B, M]
     else:
         pi = _uniform_permutations((c, m), b, generator, device)  # [C, M, B]: pi[l, m, b] = pi_{l,m}(b)
         sigma = _uniform_permutations((c, b), m, generator, device)  # [C, B, M]: sigma[l, b, m] = sigma_{l,b}(m)
+    if not sample_wise:
+        pi = torch.arange(b, device=device).expand(c, m, b)
+    if not modality_wise:
+        sigma = torch.arange(m, device=device).expand(c, b, m)
     modality_idx = sigma.permute(1, 2, 0)  # [B, M, C]
     if mode == "carat_code":
         sample_idx = pi.permute(2, 1, 0)  # [B, M, C]: pi_{l,m}(b), indexed by the output modality slot
@@ -132,6 +142,8 @@ def label_shuffle(
     sample_stacks: int = 4,
     modality_stacks: int | None = None,
     iterations: int = 2,
+    sample_wise: bool = True,
+    modality_wise: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Shuffle T [B, M, C, d] with labels y [B, C] -> (T~ [B, M, C, d], y~ [B, M, C]); gradient flows to T."""
     if features.dim() != 4 or labels.shape != (features.shape[0], features.shape[2]):
@@ -149,5 +161,7 @@ def label_shuffle(
         sample_stacks=sample_stacks,
         modality_stacks=modality_stacks,
         iterations=iterations,
+        sample_wise=sample_wise,
+        modality_wise=modality_wise,
     )
     return apply_shuffle(features, labels, *idx)

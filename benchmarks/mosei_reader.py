@@ -143,12 +143,14 @@ def measure(path: Path) -> dict[str, float]:
         "from mmer.data.readers.mosei import MoseiAlignedOptions\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t1 = time.perf_counter()\n"
+        "u = resource.getrusage(resource.RUSAGE_SELF); c1 = u.ru_utime + u.ru_stime\n"
         f"b = load_dataset('mosei-aligned', {str(path.parent)!r}, MoseiAlignedOptions(file={path.name!r}))\n"
         "t2 = time.perf_counter()\n"
+        "u = resource.getrusage(resource.RUSAGE_SELF); c2 = u.ru_utime + u.ru_stime\n"
         "n = {s: len(v) for s, v in b.splits.items()}\n"
         "f32 = sum(x.numel() * 4 for v in b.splits.values() for x in v.features.values())\n"
         "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
-        "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, 'peak_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,"
+        "print(json.dumps({'import_s': t1 - t0, 'load_s': t2 - t1, 'cpu_s': c2 - c1, 'peak_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,"
         " 'hwm_gb': hwm / 2**20, 'import_peak_gb': base / 2**20, 'float32_gb': f32 / 2**30, 'sizes': n}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -177,7 +179,7 @@ def main() -> None:
         for i in range(args.repeats):
             load_avg = os.getloadavg()
             result = measure(path)
-            print(f"run {i + 1}: load {result['load_s']:.1f} s (+{result['import_s']:.1f} s imports), peak RSS "
+            print(f"run {i + 1}: load {result['load_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU (+{result['import_s']:.1f} s imports), peak RSS "
                   f"{result['peak_gb']:.2f} GiB (VmHWM {result['hwm_gb']:.2f}; after imports {result['import_peak_gb']:.2f}), float32 features "
                   f"{result['float32_gb']:.2f} GiB, samples {result['sizes']}, load average before {load_avg[0]:.1f}")
     finally:

@@ -109,9 +109,10 @@ def test_numpy_1x_module_names_load(tmp_path):
     assert loaded["s"] == np.float32(1.5)
 
 
-def test_files_with_tensors_go_through_torch_weights_only_loader(tmp_path):
+@pytest.mark.parametrize("zip_container", [True, False])
+def test_files_with_tensors_go_through_torch_weights_only_loader(tmp_path, zip_container):
     path = tmp_path / "tensors.pt"
-    torch.save({"t": torch.arange(3.0), "a": np.zeros(2)}, path)
+    torch.save({"t": torch.arange(3.0), "a": np.zeros(2)}, path, _use_new_zipfile_serialization=zip_container)
     loaded = load_data_file(path)
     assert torch.equal(loaded["t"], torch.arange(3.0)) and loaded["a"].shape == (2,)
     torch.save(torch.ones(2, 5), tmp_path / "plain.pt")

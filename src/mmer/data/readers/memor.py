@@ -84,14 +84,13 @@ def load_memor(root: Path | None, options: MEmoROptions | None, emotion_type: st
     for a in (a for group in chosen.values() for a in group):
         if a.clip not in records:
             raise DataError(f"{root / 'data.json'}: has no clip '{a.clip}' (annotation {a.index} of {anno_path.name})")
-    features = root / "features"
     wanted = _key_filter(clips)
     source = _Sources(
         root=root,
         records=records,
-        text=_read_feature_json(require_file(features, "text_features.json", name, HOLDS), options.text_dim, wanted),
-        audio=_read_feature_json(require_file(features, "audio_features.json", name, HOLDS), options.audio_dim, wanted),
-        personality=_read_personality(require_file(features, "character_features.csv", name, HOLDS)),
+        text=_read_feature_json(require_file(root, "features/text_features.json", name, HOLDS), options.text_dim, wanted),
+        audio=_read_feature_json(require_file(root, "features/audio_features.json", name, HOLDS), options.audio_dim, wanted),
+        personality=_read_personality(require_file(root, "features/character_features.csv", name, HOLDS)),
         options=options,
     )
     train, valid = _carve_validation(chosen["train"], options.valid_fraction, options.split_seed, name)

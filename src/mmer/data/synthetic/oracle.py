@@ -12,8 +12,8 @@ is linear in its parents' emotions (the same person's previous segment; the segm
    update uses its own likelihood, its parents' current means in its bias, and, for each child c (its own next
    segment; the listeners of a segment it speaks), e·(Aᵀm_c) − log Z(β_c + A e), with the child's other parent
    also at its mean. `SWEEPS` damped parallel sweeps. Because it is approximate the ceiling is an estimate of
-   the best achievable score, not a strict bound; `party_conditional` (context emotions known exactly) is a
-   strict upper reference.
+   the best achievable score, not a strict bound; context='known' (the other tokens' true emotions given) is an
+   upper reference.
 Prediction: posterior marginal > 0.5.
 """
 
@@ -30,6 +30,7 @@ from mmer.data.synthetic.party import LISTENER, SPEAKER, PartyGrid, PartyWorld, 
 
 SWEEPS = 6
 DAMPING = 0.5
+CHUNK_CLIPS = 256  # clips per oracle pass: about 150 MB of float64 work arrays
 
 
 # ---------------------------------------------------------------------------------------------- synth-party
@@ -110,7 +111,7 @@ class PartyPosterior:
         return self.marginals(self.logits(means, children=True))
 
     def conditional(self, emotions: np.ndarray) -> np.ndarray:
-        """[K, P, S, C] exact p(e_i = 1 | x_i, every other token's true emotions) (a strict upper reference)."""
+        """[K, P, S, C] exact p(e_i = 1 | x_i, every other token's true emotions) (an upper reference)."""
         return self.marginals(self.logits(emotions.astype(np.float64), children=True))
 
 
@@ -123,18 +124,21 @@ def party_posterior(
     context: 'none' (target_only), 'inferred' (ceiling: mean-field over the clip) or 'known' (the true emotions
     of every other token, `emotions` [K, MAX_PERSONS, MAX_SEGMENTS, C], must be given).
     """
-    grid, cells = grid_from_split(split)
-    posterior = PartyPosterior(world, grid, modalities)
-    if context == "none":
-        marginals = posterior.target_only()
-    elif context == "inferred":
-        marginals = posterior.mean_field()
-    elif context == "known":
-        if emotions is None:
-            raise ValueError("context='known' needs the true emotions")
-        marginals = posterior.conditional(emotions)
-    else:
+    if context not in ("none", "inferred", "known"):
         raise ValueError(f"context must be 'none', 'inferred' or 'known', got {context!r}")
+    if context == "known" and emotions is None:
+        raise ValueError("context='known' needs the true emotions")
+    grid, cells = grid_from_split(split)
+    marginals = np.zeros((*grid.valid.shape, world.labels.num_labels))
+    for start in range(0, len(grid.valid), CHUNK_CLIPS):  # clips are independent; chunks bound the memory
+        rows = slice(start, start + CHUNK_CLIPS)
+        posterior = PartyPosterior(world, grid.clips(rows), modalities)
+        if context == "none":
+            marginals[rows] = posterior.target_only()
+        elif context == "inferred":
+            marginals[rows] = posterior.mean_field()
+        else:
+            marginals[rows] = posterior.conditional(emotions[rows])
     return marginals[cells[:, 0], cells[:, 1], cells[:, 2]]
 
 

@@ -124,6 +124,13 @@ class PartyGrid:
     def num_segments(self) -> np.ndarray:
         return self.valid[:, 0, :].sum(axis=1)
 
+    def clips(self, rows: slice) -> PartyGrid:
+        """The grid of clips `rows` only."""
+        return PartyGrid(
+            self.valid[rows], self.speaker[rows], self.personality[rows],
+            {m: x[rows] for m, x in self.present.items()}, {m: x[rows] for m, x in self.features.items()},
+        )
+
     def is_speaker(self) -> np.ndarray:
         """bool [K, MAX_PERSONS, MAX_SEGMENTS]."""
         return self.valid & (np.arange(MAX_PERSONS)[None, :, None] == self.speaker[:, None, :])

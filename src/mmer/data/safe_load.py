@@ -147,10 +147,8 @@ def _torch_allowlist() -> list[Any]:
     dtype_classes = {type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
                                                  np.uint32, np.uint64, np.float16, np.float32, np.float64)}
     return [
-        _RECONSTRUCT,
         (_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
         (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
-        _SCALAR,
         (_SCALAR, "numpy.core.multiarray.scalar"),
         (_SCALAR, "numpy._core.multiarray.scalar"),
         np.ndarray,

@@ -97,10 +97,12 @@ def test_long_text_that_is_not_array_data_stays_text(tmp_path):
     assert load_data_file(path)["notes"] == text
 
 
-def test_numpy_1x_module_names_load(tmp_path):
+@pytest.mark.parametrize("with_tensor", [False, True])  # True: read by torch.load(weights_only=True)
+def test_numpy_1x_module_names_load(tmp_path, with_tensor):
     array = np.arange(12.0).reshape(3, 4)
     path = tmp_path / "old.pt"
-    torch.save({"x": array, "s": np.float32(1.5)}, path, _use_new_zipfile_serialization=False)
+    extra = {"t": torch.ones(2)} if with_tensor else {}
+    torch.save({**extra, "x": array, "s": np.float32(1.5)}, path, _use_new_zipfile_serialization=False)
     raw = path.read_bytes()
     assert b"numpy._core.multiarray\n" in raw
     path.write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))  # as numpy 1.x writes

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mmer.data.dataset import SPLITS, DatasetBundle, spec_from_splits
 from mmer.data.synthetic import dyadic, party
@@ -65,6 +66,7 @@ def draw(preset: str, seed: int | None = None, size: str = "default") -> Draw:
     return Draw(preset, size, seed, world, parts)
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small products: BLAS threads only add overhead
 def generate(preset: str, seed: int | None = None, size: str = "default") -> DatasetBundle:
     """Draw dataset `preset` ('synth-party' or 'synth-dyadic') of `size` with `seed` (None = the preset's own)."""
     d = draw(preset, seed, size)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mmer.data.dataset import SplitData
 from mmer.data.synthetic.dyadic import DyadicWorld
@@ -115,6 +116,9 @@ class PartyPosterior:
         return self.marginals(self.logits(emotions.astype(np.float64), children=True))
 
 
+# The matrix products here are small ([n, M] x [M, M], M <= 511): BLAS threads cost more than they save (several
+# times the CPU time on a busy machine), so the public entry points run BLAS on one thread.
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def party_posterior(
     world: PartyWorld, split: SplitData, context: str = "inferred", modalities: Sequence[str] | None = None,
     emotions: np.ndarray | None = None,
@@ -145,6 +149,7 @@ def party_posterior(
 # --------------------------------------------------------------------------------------------- synth-dyadic
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def dyadic_posterior(world: DyadicWorld, split: SplitData, modalities: Sequence[str] | None = None) -> np.ndarray:
     """[N, C] exact posterior probability of each label."""
     labels, q = world.labels, world.activation

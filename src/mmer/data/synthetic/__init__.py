@@ -47,6 +47,7 @@ class Draw:
 
 
 def draw(preset: str, seed: int | None = None, size: str = "default") -> Draw:
+    """The latent draw behind `generate(preset, seed, size)`: same seeds, same clips."""
     if preset not in PRESETS:
         raise ConfigError(unknown_name("synthetic preset", preset, PRESETS))
     if size not in SIZES:

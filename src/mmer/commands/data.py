@@ -28,9 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mmer.data.npz_format import write_npz_dir
     from mmer.data.synthetic import generate
+    from mmer.errors import DataError
 
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} exists and is not empty; refusing to overwrite it")
     bundle = generate(args.preset, seed=args.seed, size=args.size)
     write_npz_dir(bundle, args.out)
     if args.quiet:
@@ -59,13 +65,18 @@ def summarize(bundle: DatasetBundle) -> str:
             f"personality dim {spec.personality_dim}"
         )
     lines.append("")
-    lines.append("| split | samples | clips | " + " | ".join(f"{m} [K, L, D] (present)" for m in spec.modality_names) + " |")
+    where = "target token" if spec.multi_party else "sample"
+    lines.append(f"modality shapes are [clips, tokens, dim]; (present) = share of samples whose {where} has the modality")
+    lines.append("| split | samples | clips | " + " | ".join(f"{m} (present)" for m in spec.modality_names) + " |")
     lines.append("|---|---:|---:|" + "---|" * len(spec.modalities))
     for name, split in bundle.splits.items():
         cells = []
         rows = split.clip_index
         for m in spec.modality_names:
-            present = split.masks[m][rows].any(dim=1).float().mean().item()
+            mask = split.masks[m][rows]  # [N, L]
+            if split.target is not None:
+                mask = mask & split.target
+            present = mask.any(dim=1).float().mean().item()
             cells.append(f"{list(split.features[m].shape)} ({present:.0%})")
         lines.append(f"| {name} | {len(split)} | {split.num_clips} | " + " | ".join(cells) + " |")
     lines.append("")

@@ -77,6 +77,8 @@ def encode_glove(
     """
     if oov not in ("zero", "skip"):
         raise ConfigError(f"oov must be 'zero' or 'skip', got {oov!r}")
+    if pooling not in ("tokens", "mean"):
+        raise ConfigError(f"encoder 'glove-50' supports pooling 'tokens' or 'mean', got {pooling!r}")
     per_text = []
     for text in texts:
         rows = vectors.rows(word_tokens(text))
@@ -91,15 +93,13 @@ def encode_glove(
             index[i, : len(rows)] = rows
             mask[i, : len(rows)] = True
         known = index != OOV
-        feats = vectors.vectors[np.where(known, index, 0).ravel()].reshape(len(texts), length, DIM)  # [N, L, 50]
+        feats = np.asarray(vectors.vectors[np.where(known, index, 0).ravel()]).reshape(len(texts), length, DIM)  # [N, L, 50]
         feats[~known] = 0.0  # padding and OOV words
         return feats, mask
-    if pooling == "mean":
-        feats = np.zeros((len(texts), 1, DIM), dtype=np.float32)
-        mask = np.zeros((len(texts), 1), dtype=bool)
-        for i, rows in enumerate(per_text):
-            if rows:
-                feats[i, 0] = vectors.vectors[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
-                mask[i, 0] = True
-        return feats, mask
-    raise ConfigError(f"encoder 'glove-50' supports pooling 'tokens' or 'mean', got {pooling!r}")
+    feats = np.zeros((len(texts), 1, DIM), dtype=np.float32)  # mean pooling
+    mask = np.zeros((len(texts), 1), dtype=bool)
+    for i, rows in enumerate(per_text):
+        if rows:
+            feats[i, 0] = vectors.vectors[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+            mask[i, 0] = True
+    return feats, mask

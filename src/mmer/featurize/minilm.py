@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mmer.errors import ConfigError, DataError
 from mmer.featurize.packages import require
@@ -99,7 +100,9 @@ class MiniLM:
         feats = np.zeros((len(texts), out_len, DIM), dtype=np.float32)
         mask = np.zeros((len(texts), out_len), dtype=bool)
         order = [int(i) for i in np.argsort(-lengths, kind="stable") if lengths[i] > 0]  # longest first
-        for start in range(0, len(order), batch_size):
+        batches = range(0, len(order), batch_size)
+        progress = tqdm(batches, desc=f"MiniLM: encoding {len(order)} texts", unit="batch", disable=None, leave=False)
+        for start in progress:  # a bar on terminals only: first loads of a large dataset take minutes on a CPU
             rows = order[start : start + batch_size]
             width = int(lengths[rows[0]])
             input_ids = torch.zeros((len(rows), width), dtype=torch.long)  # [b, w]; 0 = [PAD]

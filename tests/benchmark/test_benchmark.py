@@ -133,9 +133,12 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path, monkeypatch, c
     assert not (tmp_path / "c" / "runs" / "engine-toy" / "baseline").exists()  # stopped at the first failure
 
 
-def test_changed_config_is_stale_not_silently_reused(bench, capsys):
-    assert main([*GRID, "--epochs", "2", "--out", str(bench), "--models", "baseline", "--seeds", "1"]) == 1
+def test_changed_config_is_stale_not_silently_reused(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main([*GRID, "--out", str(out), "--models", "br", "--seeds", "1"]) == 0
+    assert main([*GRID, "--epochs", "2", "--out", str(out), "--models", "br", "--seeds", "1"]) == 1
     assert "train.epochs 1 -> 2" in capsys.readouterr().err
+    assert read_results(out) == []  # a run of another config is never tabulated
 
 
 def test_directory_states_restart_and_blocked(tmp_path, monkeypatch, capsys):

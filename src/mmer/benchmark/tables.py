@@ -35,7 +35,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 }
 STYLES = ("auto", *LAYOUTS)
 DIGITS = 3
-STD_NOTE = "mean ± sample standard deviation over seeds (ddof=1, i.e. divided by n-1); n = number of seeds, n=1 shows the single value"
+STD_NOTE = "mean ± sample standard deviation over the n seeds (ddof=1, i.e. divided by n-1; n=1: the single value)"
 
 
 def layout_for(spec: DataSpec | None, style: str = "auto") -> tuple[str, ...]:

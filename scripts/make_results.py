@@ -5,8 +5,9 @@
 
 What it does (docs/benchmark.md, "Results in the docs"):
 1. `mmer benchmark` on synth-party and synth-dyadic (default size) with --missing-matrix; finished runs in --out
-   are kept and skipped, so an interrupted regeneration resumes. A model whose code changed behaviour must be
-   retrained: --retrain removes its runs from --out first (nothing else is ever deleted).
+   are kept and skipped, so an interrupted regeneration resumes. Runs whose config changed since (a new preset,
+   other --epochs) are removed and retrained. A model whose code changed behaviour with the same config must be
+   retrained explicitly: --retrain removes its runs from --out first. Nothing outside --out is deleted.
 2. `mmer report` on seed 1 of the report model(s) on each dataset.
 3. docs/results.md: the benchmark tables, the robustness plots and report figures, cost per run, the machine
    load while it ran, and the papers' published numbers on the real corpora for context.
@@ -76,6 +77,16 @@ def remove_runs(out: Path, models: list[str]) -> None:
             for folder in sorted((out / grid.RUNS / dataset).glob(f"{model}")) + sorted((out / grid.RUNS / dataset).glob(f"{model}__*")):
                 print(f"removing {folder} (--retrain {model})")
                 shutil.rmtree(folder)
+
+
+def remove_stale(spec: BenchmarkSpec) -> None:
+    """Runs in --out trained with another config than today's (a preset changed) are this script's own cache:
+    remove them so they are retrained, instead of failing as `mmer benchmark` does for a user's folder."""
+    specs = grid.build_specs(spec.models, spec.datasets, spec.seeds, spec.overrides)
+    for run in grid.plan(specs, spec.out, spec.epochs, spec.roots):
+        if run.status == "stale":
+            print(f"removing {run.run_dir}: trained with another config than today's, so it is retrained")
+            shutil.rmtree(run.run_dir)
 
 
 def report_models(choice: str, models: list[str]) -> list[str]:
@@ -152,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out, models=models, datasets=list(DATASETS), seeds=seeds, epochs=args.epochs, compare=compare,
         missing_matrix=True, missing_repeats=args.missing_repeats, command=command,
     )  # fmt: skip
+    remove_stale(spec)
     result = run_benchmark(spec)
     if result.failures:
         print(f"{len(result.failures)} run(s) failed; docs/results.md is not written from a partial benchmark", file=sys.stderr)

@@ -26,6 +26,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     train(root / "probe", "report-probe")
     train(root / "baseline", "baseline")
+    train(root / "br", "br")
     return root
 
 
@@ -54,6 +55,13 @@ def test_figures_needing_absent_keys_are_skipped_with_a_note(runs, tmp_path, cap
     printed = capsys.readouterr().out
     assert "skipped modality_label.png: baseline.analysis() does not return 'modality_label'" in printed
     assert "`discriminator.png`: baseline.analysis() does not return 'discriminator_probs'" in (out / "index.md").read_text()
+
+
+def test_a_model_fitted_in_one_pass_gets_no_training_curves(runs, tmp_path):
+    out = tmp_path / "fig"
+    assert main(["report", "--run", str(runs / "br"), "--out", str(out)]) == 0
+    assert {p.name for p in out.glob("*.png")} == RUN_FIGURES - {"training_curves.png"}
+    assert "`training_curves.png`: br was fitted in one pass" in (out / "index.md").read_text()
 
 
 def test_without_matplotlib_report_says_how_to_install_it(runs, tmp_path, monkeypatch, capsys):

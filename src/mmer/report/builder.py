@@ -50,7 +50,10 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     label_names = list(loaded.spec.label_names)
 
     history = list(csv.DictReader((run_dir / rundir.HISTORY).open()))
-    report.written.append(figures.training_curves(history, name, out / "training_curves.png"))
+    if len(history) > 1 or any(k.startswith("train_loss") for k in history[0]):
+        report.written.append(figures.training_curves(history, name, out / "training_curves.png"))
+    else:
+        report.skipped["training_curves.png"] = f"{loaded.cfg.model_name} was fitted in one pass (one history row, no losses): nothing to plot per epoch"
     test = json.loads((run_dir / rundir.METRICS).read_text())["test"]
     report.written.append(figures.per_label_scores(test["per_label"], test, name, out / "per_label.png"))
     gold, predicted = read_predictions(run_dir / rundir.PREDICTIONS, label_names)

@@ -181,3 +181,29 @@ def test_attention_block_cross_attends_to_a_masked_context():
     context2 = context.clone()
     context2[0, 4:] = 50.0
     torch.testing.assert_close(block(queries, mask, context2), out)
+
+
+def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
+    """The memory-lean attention equals softmax -> dropout -> @ v written out, with the same dropout mask."""
+    from mmer.nn.encoders import dropout_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    key_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    bias = (~key_mask).double()[:, None, None, :] * -10000.0
+    torch.manual_seed(7)
+    out = dropout_attention(q, k, v, bias, 0.3)
+    torch.manual_seed(7)  # the same draw: the kept entries, as the function makes them
+    keep = torch.empty(2, 3, 5, 5, dtype=torch.bool).bernoulli_(0.7)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + bias, dim=-1)
+    reference = (probs * keep / 0.7) @ v
+    torch.testing.assert_close(out, reference)
+    weights = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    expected = torch.autograd.grad((reference * weights).sum(), (q, k, v))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+    kept = keep.double().mean()
+    assert 0.5 < float(kept) < 0.9
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        dropout_attention(q, k, v, bias, 0.0)

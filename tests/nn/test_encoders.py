@@ -185,6 +185,7 @@ def test_attention_block_cross_attends_to_a_masked_context():
 
 def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
     """The memory-lean attention equals softmax -> dropout -> @ v written out, with the same dropout mask."""
+    from mmer.nn.dropout import drop_mask, keep_scale
     from mmer.nn.encoders import dropout_attention
 
     g = torch.Generator().manual_seed(0)
@@ -194,9 +195,9 @@ def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
     torch.manual_seed(7)
     out = dropout_attention(q, k, v, bias, 0.3)
     torch.manual_seed(7)  # the same draw: the kept entries, as the function makes them
-    keep = torch.empty(2, 3, 5, 5, dtype=torch.bool).bernoulli_(0.7)
+    keep = ~drop_mask((2, 3, 5, 5), 0.3)
     probs = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + bias, dim=-1)
-    reference = (probs * keep / 0.7) @ v
+    reference = (probs * keep * keep_scale(0.3)) @ v
     torch.testing.assert_close(out, reference)
     weights = torch.randn(out.shape, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
@@ -207,3 +208,22 @@ def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
     assert 0.5 < float(kept) < 0.9
     with pytest.raises(ValueError, match="0 < p < 1"):
         dropout_attention(q, k, v, bias, 0.0)
+
+
+def test_dropout_attention_in_chunks_equals_one_chunk(monkeypatch):
+    """Chunking over samples (bounded memory) changes nothing: same output and gradients for the same mask."""
+    import mmer.nn.encoders as encoders
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(5, 2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    bias = torch.zeros(5, 1, 1, 6, dtype=torch.float64)
+    bias[3, ..., 4:] = -10000.0
+    results = []
+    for chunk_elements in (1 << 22, 2 * 2 * 6 * 6):  # one chunk; chunks of two samples
+        monkeypatch.setattr(encoders, "_ATTENTION_CHUNK_ELEMENTS", chunk_elements)
+        torch.manual_seed(11)
+        out = encoders.dropout_attention(q, k, v, bias, 0.3)
+        results.append((out, torch.autograd.grad(out.square().sum(), (q, k, v))))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)

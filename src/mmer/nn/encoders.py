@@ -28,9 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmer.errors import ConfigError
+from mmer.nn.dropout import FastDropout, drop_mask, keep_scale
 from mmer.nn.masking import additive_key_mask, check_mask
 
 LAYER_NORM_EPS = 1e-12  # the official TF-style LayerNorm epsilon (inside the square root, as nn.LayerNorm)
+_ATTENTION_CHUNK_ELEMENTS = 1 << 22  # attention probabilities materialised at once in training (16 MiB float32)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class InputEmbedding(nn.Module):
         self.position = nn.Embedding(cfg.max_positions, d)
         self.token_type = nn.Embedding(cfg.type_vocab_size, d) if cfg.type_vocab_size > 0 else None
         self.norm = nn.LayerNorm(d, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.hidden_size = d
 
     def forward(self, x: Tensor, type_ids: Tensor | None = None) -> Tensor:
@@ -116,32 +118,43 @@ class _DropoutAttention(torch.autograd.Function):
 
     With dropout, PyTorch's CPU attention falls back to its math path, whose graph keeps about five
     probability-sized float tensors per layer (~35 MB per layer at batch 64 x 8 heads x 60 x 60); this keeps ~2 MB.
+    Both passes run over chunks of samples, so the probability-sized temporaries stay below ~16 MB each (TAILOR's
+    240-token cross-modal encoder would otherwise need ~120 MB per temporary). The mask is `nn.dropout.drop_mask`.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, p: float) -> Tensor:  # type: ignore[override]
+        b, h, lq, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
         scale = q.shape[-1] ** -0.5
-        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias)  # [B, h, Lq, Lk]
-        log_norm = torch.logsumexp(scores, dim=-1, keepdim=True)  # [B, h, Lq, 1]
-        probs = scores.sub_(log_norm).exp_()
-        keep = torch.empty(probs.shape, dtype=torch.bool, device=probs.device).bernoulli_(1.0 - p)
-        out = torch.matmul(probs.mul_(keep).mul_(1.0 / (1.0 - p)), v)  # [B, h, Lq, dh]
-        ctx.save_for_backward(q, k, v, bias, log_norm, keep)
-        ctx.p, ctx.scale = p, scale
+        chunk = max(1, _ATTENTION_CHUNK_ELEMENTS // (h * lq * lk))  # samples per chunk
+        bias = bias.expand(b, *bias.shape[1:])
+        drop = drop_mask((b, h, lq, lk), p, q.device)
+        out = q.new_empty(b, h, lq, v.shape[-1])
+        log_norm = q.new_empty(b, h, lq, 1)
+        for rows in (slice(s, s + chunk) for s in range(0, b, chunk)):
+            scores = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows])  # [c, h, Lq, Lk]
+            torch.logsumexp(scores, dim=-1, keepdim=True, out=log_norm[rows])
+            probs = scores.sub_(log_norm[rows]).exp_().masked_fill_(drop[rows], 0.0)
+            torch.matmul(probs, v[rows], out=out[rows])
+        out.mul_(keep_scale(p))
+        ctx.save_for_backward(q, k, v, bias, log_norm, drop)
+        ctx.p, ctx.scale, ctx.chunk = p, scale, chunk
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        q, k, v, bias, log_norm, keep = ctx.saved_tensors
-        scale, inv_keep = ctx.scale, 1.0 / (1.0 - ctx.p)
-        probs = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias).sub_(log_norm).exp_()  # softmax
-        dropped = probs * keep * inv_keep
-        grad_v = torch.matmul(dropped.transpose(-1, -2), grad_out)
-        grad_probs = torch.matmul(grad_out, v.transpose(-1, -2)).mul_(keep).mul_(inv_keep)  # [B, h, Lq, Lk]
-        # softmax backward: dS = P * (dP - sum_j dP_j P_j), then S = q k^T * scale
-        grad_scores = grad_probs.sub_((grad_probs * probs).sum(dim=-1, keepdim=True)).mul_(probs).mul_(scale)
-        grad_q = torch.matmul(grad_scores, k)
-        grad_k = torch.matmul(grad_scores.transpose(-1, -2), q)
+        q, k, v, bias, log_norm, drop = ctx.saved_tensors
+        scale, inv_keep = ctx.scale, keep_scale(ctx.p)
+        grad_q, grad_k, grad_v = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+        for rows in (slice(s, s + ctx.chunk) for s in range(0, q.shape[0], ctx.chunk)):
+            probs = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows]).sub_(log_norm[rows]).exp_()
+            dropped = probs.masked_fill(drop[rows], 0.0).mul_(inv_keep)
+            torch.matmul(dropped.transpose(-1, -2), grad_out[rows], out=grad_v[rows])
+            grad_probs = torch.matmul(grad_out[rows], v[rows].transpose(-1, -2)).masked_fill_(drop[rows], 0.0).mul_(inv_keep)
+            # softmax backward: dS = P * (dP - sum_j dP_j P_j), then S = q k^T * scale
+            grad_scores = grad_probs.sub_((grad_probs * probs).sum(dim=-1, keepdim=True)).mul_(probs).mul_(scale)
+            torch.matmul(grad_scores, k[rows], out=grad_q[rows])
+            torch.matmul(grad_scores.transpose(-1, -2), q[rows], out=grad_k[rows])
         return grad_q, grad_k, grad_v, None, None
 
 
@@ -195,7 +208,7 @@ class AttentionBlock(nn.Module):
         super().__init__()
         self.attention = MultiHeadAttention(cfg.hidden_size, cfg.num_heads, cfg.attention_dropout)
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=LAYER_NORM_EPS)
 
     def forward(self, x: Tensor, key_mask: Tensor, context: Tensor | None = None) -> Tensor:
@@ -209,7 +222,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.expand = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.contract = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=LAYER_NORM_EPS)
 
     def forward(self, x: Tensor) -> Tensor:

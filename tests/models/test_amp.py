@@ -106,8 +106,8 @@ def algorithm_1_gradients(model: AMP, batch: Batch) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, CODE_OPTIONS, {"masks": False, "topk_gradient": "unrolled"}, {"decoder": False}, {"app_scope": ["unimodal", "multimodal", "decoder"]}],
-    ids=["paper", "code", "nomask-unrolled", "no-decoder", "perturb-every-module"],
+    [{}, CODE_OPTIONS, {"masks": False, "topk_gradient": "unrolled"}, {"decoder": False}, {"app_scope": ["unimodal", "multimodal", "decoder"]}, {"activation_checkpointing": True}],
+    ids=["paper", "code", "nomask-unrolled", "no-decoder", "perturb-every-module", "checkpointing"],
 )
 def test_staged_step_equals_algorithm_1_in_one_graph(options, fabric):
     torch.manual_seed(0)
@@ -120,6 +120,39 @@ def test_staged_step_equals_algorithm_1_in_one_graph(options, fabric):
     for name, g in reference.items():
         assert torch.allclose(staged[name], g, rtol=1e-4, atol=1e-6), name
     assert staged["scorers.text.weight"].abs().sum() > 0  # the masking networks are trained
+
+
+def test_lean_encoder_layer_computes_pytorchs_layer():
+    """The training path (dropout-attention kernel, fast dropout) at a drop probability below the masks' 2^-16
+    resolution (it runs, but drops nothing) equals PyTorch's own layer without dropout, forward and backward."""
+    torch.manual_seed(0)
+    lean = amp_module._encoder(AMPConfig(**TINY, dropout=1e-6), 2)
+    amp_module._fast_dropout(lean)
+    plain = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, 0.0, batch_first=True), 2, norm=nn.LayerNorm(16), enable_nested_tensor=False)
+    plain.load_state_dict(lean.state_dict())
+    x = torch.randn(3, 7, 16)
+    padding = torch.arange(7)[None] >= torch.tensor([7, 4, 2])[:, None]
+    outs = []
+    for net in (lean.train(), plain.train()):
+        xi = x.clone().requires_grad_()
+        out = net(xi, src_key_padding_mask=padding)
+        (out * torch.linspace(-1, 1, 16)).sum().backward()
+        outs.append((out.detach(), xi.grad, [p.grad for p in net.parameters()]))
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
+    assert torch.allclose(outs[0][1], outs[1][1], atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(outs[0][2], outs[1][2]))
+
+
+def test_activation_checkpointing_replays_dropout_exactly(fabric):
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = AMP(AMPConfig(**TINY, dropout=0.3, activation_checkpointing=recompute), SPEC)
+        torch.manual_seed(1)
+        step(model, make_batch(), fabric)
+        results.append(grads(model))
+    for name, g in results[0].items():
+        assert torch.allclose(results[1][name], g, rtol=1e-4, atol=1e-6), name
 
 
 def test_weights_are_restored_when_the_perturbed_pass_fails(monkeypatch, fabric):

@@ -1,31 +1,35 @@
 """`amp`: AMP (Ge et al., WWW 2023) — encoder-decoder MMER model trained with Adversarial Temporal Masking (ATM)
 and Adversarial Parameter Perturbation (APP). Paper: papers/amp_www2023.txt; official code: reference/amp_official_code.md.
 
-Model (paper §3.2, code §2): per modality Linear -> LayerNorm -> Dropout to d; a uni-modal transformer encoder E^m
-per modality; the multi-modal encoder E^mm over the concatenated token sequences; an emotion decoder D whose K
-learnable label queries attend to E^mm's output; a sigmoid classifier per label. Transformers are PyTorch's
+Model (paper §3.2, code §2): per modality Linear -> LayerNorm -> Dropout to d; a uni-modal transformer encoder E^x
+per modality x; the multi-modal encoder E^m over the concatenated token sequences; an emotion decoder D whose K
+learnable label queries attend to E^m's output; a sigmoid classifier per label. Transformers are PyTorch's
 post-LN layers (ReLU, d 512, FFN 1024, 8 heads, dropout 0.1, LN eps 1e-5) with a final LayerNorm, no positions;
 every parameter with more than one dimension is Xavier-uniform initialised (code). Any number of modalities.
 
 Training step (Algorithm 1, Eq. 15): L = L_r + rho L_m + sigma L_p, three backward passes, one optimizer step.
 - L_r: task loss on the clean pass.
-- ATM (Eq. 4-11): masking network M^m = sigmoid(H^m w + b) over the clean uni-modal outputs, SOFT top-k
+- ATM (Eq. 4-11): masking network M^x = sigmoid(H^x w + b) over the clean uni-modal outputs, SOFT top-k
   (`mmer.nn.soft_topk`, entropic OT, eps 0.1, 100 Sinkhorn iterations, implicit gradient) selects
   round(mask_ratio * n) units per sequence, masked input x_hat = (1 - A) * x, L_m = task loss of the masked pass.
   The masking networks receive -grl_lambda * rho * grad L_m through a gradient reversal layer (min-max).
-- APP (Eq. 12-14): perturb E^mm's attention and feed-forward weights by gamma * g / ||g||, g = grad L_r, run the
+- APP (Eq. 12-14): perturb E^m's attention and feed-forward weights by gamma * g / ||g||, g = grad L_r, run the
   clean input through the perturbed model, L_p = KL(p(y*) || p(y~*)) with the clean prediction as a constant
   target, back-propagate at the perturbed point, restore the weights (`mmer.nn.perturbation`, restores on errors).
 
 Memory and work (what makes this faster and leaner than the official step, with the same gradients):
 - The masked branch is not run at evaluation (outputs unchanged) nor in the perturbed pass (discarded there).
-- The step keeps at most one full graph alive: the clean graph is cut between the uni-modal encoders and E^mm;
-  L_r back-propagates through E^mm and D at once, the perturbed pass reuses the clean uni-modal outputs H^m
-  (Algorithm 1 line 15 feeds E^m(x^m) unperturbed; only E^mm is perturbed), and one backward through the
+- The step keeps at most one full graph alive: the clean graph is cut between the uni-modal encoders and E^m;
+  L_r back-propagates through E^m and D at once, the perturbed pass reuses the clean uni-modal outputs H^x
+  (Algorithm 1 line 15 feeds E^x(x^x) unperturbed; only E^m is perturbed), and one backward through the
   uni-modal encoders then carries dL_r/dH + sigma dL_p/dH together. The masked pass runs last, after that graph
   is freed. (Deviation from the code: the perturbed pass shares the clean pass's dropout masks in the uni-modal
   encoders instead of drawing new ones.) Options that need more (`app_scope` with `unimodal`, code-style
   `app_direction`, `reverse_into_encoders`, `mask_at: embedding`) reorder the stages and keep graphs longer.
+- In training, the encoders' self-attention runs through `mmer.nn.encoders.dropout_attention` (keeps a bool dropout
+  mask and the log-sum-exp, recomputes the probabilities in backward) and every dropout is `FastDropout`: the same
+  function as PyTorch's layers with less memory and RNG time. `activation_checkpointing: true` also recomputes the
+  uni-modal encoders in backward (~12% more compute, roughly half the activation memory).
 
 Paper (default) vs official code (option), see docs/models/amp.md for the full list:
 - loss: bce (Eq. 2-3) | asl (code: Asymmetric loss, gamma- 2, gamma+ 1, clip 0.05, x1000 / (B K)).
@@ -34,9 +38,9 @@ Paper (default) vs official code (option), see docs/models/amp.md for the full l
 - mask_at: input (Eq. 10, Algorithm 1 line 9) | embedding (code: the projected, dropped-out embedding).
   Top-k selects the k highest scores (Eq. 7); the code marks the k lowest — the same operator under s -> 1 - s,
   which the learned, symmetric-initialised scorer absorbs.
-- reverse_into_encoders: false (Eq. 11 reverses only theta_M; the scorer reads H^m detached) | true (code: the
-  reversed gradient also flows through the scorer input into E^m and the projection).
-- APP: app_params [attention, ffn] weights of E^mm (§3.4) | [all] (code: every tensor incl. biases and LN);
+- reverse_into_encoders: false (Eq. 11 reverses only theta_M; the scorer reads H^x detached) | true (code: the
+  reversed gradient also flows through the scorer input into E^x and the projection).
+- APP: app_params [attention, ffn] weights of E^m (§3.4) | [all] (code: every tensor incl. biases and LN);
   app_norm global (||eps|| <= gamma, Eq. 12) | tensor (code: each tensor moved by gamma);
   app_direction clean (g = grad L_r, Eq. 14) | accumulated (code: grad(L_r + rho L_m));
   app_kl bernoulli (our reading of KL(p || p~) for multi-label sigmoid outputs: per-label Bernoulli KL, mean over
@@ -58,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mmer.config import ModelConfig
 from mmer.data.batch import Batch
@@ -65,6 +70,8 @@ from mmer.data.dataset import DataSpec
 from mmer.errors import ConfigError
 from mmer.models.base import MMERModel, ModelOutput
 from mmer.nn.adversarial import grad_reverse
+from mmer.nn.dropout import FastDropout
+from mmer.nn.encoders import dropout_attention
 from mmer.nn.masking import masked_mean
 from mmer.nn.party import TargetMarker
 from mmer.nn.perturbation import fgsm_step, gaussian_noise, perturbed_parameters, pgd_update, random_erasing
@@ -91,10 +98,11 @@ class AMPConfig(ModelConfig):
     classifier: Literal["per_label", "shared"] = "per_label"  # shared = code (one Linear(d, 1) + logit dropout)
     masks: bool = True  # respect padding masks (false = code: every token is data)
     learned_positions: bool = False  # learned position table per modality (not in the paper or the used code)
-    modality_embeddings: bool = False  # learned modality vector added before E^mm (the code's unused NEMu design)
-    exclude_modalities: list[str] = field(default_factory=list)  # ablation "-E^m and x^m"
+    modality_embeddings: bool = False  # learned modality vector added before E^m (the code's unused NEMu design)
+    activation_checkpointing: bool = False  # recompute the uni-modal encoders in backward: less memory, more compute
+    exclude_modalities: list[str] = field(default_factory=list)  # ablation "-E^x and x^x"
     fusion_encoder: bool = True  # false: ablation "-E^m" (D reads the concatenated uni-modal outputs)
-    decoder: bool = True  # false: ablation "-D" (linear classifier over E^mm's masked mean)
+    decoder: bool = True  # false: ablation "-D" (linear classifier over E^m's masked mean)
     loss: Literal["bce", "asl"] = "bce"  # asl = code
     # adversarial temporal masking
     atm: bool = True
@@ -147,8 +155,38 @@ def consistency_kl(clean_logits: Tensor, perturbed_logits: Tensor, kind: str) ->
     return kl.mean()
 
 
+class _EncoderLayer(nn.TransformerEncoderLayer):
+    """PyTorch's encoder layer — same parameters, same function — whose training-time self-attention goes through
+    `mmer.nn.encoders.dropout_attention`. With attention dropout PyTorch's CPU attention takes its math path and
+    keeps about four probability-sized float tensors per layer for backward; this keeps a bool dropout mask and the
+    rows' log-sum-exp and recomputes the probabilities in backward (~30% less activation memory per AMP pass).
+    Evaluation and dropout-free training use PyTorch's own path unchanged."""
+
+    def _sa_block(self, x: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_causal: bool = False) -> Tensor:
+        attn = self.self_attn
+        if not self.training or attn.dropout == 0.0 or attn_mask is not None or is_causal:
+            return super()._sa_block(x, attn_mask, key_padding_mask, is_causal)
+        b, length, d = x.shape
+        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(b, length, 3, attn.num_heads, d // attn.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, h, L, d/h]
+        # key_padding_mask arrives as PyTorch's additive float mask (0 or -inf) [B, L]
+        bias = x.new_zeros(1, 1, 1, length) if key_padding_mask is None else key_padding_mask[:, None, None, :].to(x.dtype)
+        out = dropout_attention(q, k, v, bias, attn.dropout)  # [B, h, L, d/h]
+        return self.dropout1(attn.out_proj(out.transpose(1, 2).reshape(b, length, d)))
+
+
+def _fast_dropout(module: nn.Module) -> None:
+    """Swap every nn.Dropout below `module` for `FastDropout` (same distribution up to p rounded to 2^-16, a
+    4-5x cheaper mask on CPU; `mmer.nn.dropout`)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Dropout):
+            setattr(module, name, FastDropout(child.p))
+        else:
+            _fast_dropout(child)
+
+
 def _encoder(cfg: AMPConfig, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.num_heads, cfg.ffn_dim, cfg.dropout, layer_norm_eps=cfg.layer_norm_eps, batch_first=True)
+    layer = _EncoderLayer(cfg.d_model, cfg.num_heads, cfg.ffn_dim, cfg.dropout, layer_norm_eps=cfg.layer_norm_eps, batch_first=True)
     return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps), enable_nested_tensor=False)
 
 
@@ -193,6 +231,7 @@ class AMP(MMERModel):
                 self.scorers[m.name].bias = None
             self.scorer_bias = nn.ParameterDict({m.name: nn.Parameter(torch.empty(m.max_len)) for m in mods})
         self._reset_parameters()
+        _fast_dropout(self)
         self._app_targets = self._select_app_targets()
 
     @staticmethod
@@ -282,10 +321,20 @@ class AMP(MMERModel):
         return out
 
     def encode_unimodal(self, emb: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.unimodal[m](h, src_key_padding_mask=_key_padding(masks[m])) for m, h in emb.items()}
+        """E^x per modality x: [B, L_x, d]. With activation checkpointing their activations are not kept; backward
+        recomputes them (same dropout masks: the RNG state is replayed)."""
+        recompute = self.cfg.activation_checkpointing and self.training and torch.is_grad_enabled()
+        out = {}
+        for m, h in emb.items():
+            padding = _key_padding(masks[m])
+            if recompute:
+                out[m] = checkpoint(self.unimodal[m], h, None, padding, use_reentrant=False)
+            else:
+                out[m] = self.unimodal[m](h, src_key_padding_mask=padding)
+        return out
 
     def fuse_and_classify(self, hidden: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
-        """E^mm over the concatenated uni-modal outputs, then D and the classifiers: logits [B, K]."""
+        """E^m over the concatenated uni-modal outputs, then D and the classifiers: logits [B, K]."""
         parts = list(hidden.values())
         if self.modality_embedding is not None:
             parts = [h + self.modality_embedding[i] for i, h in enumerate(parts)]
@@ -364,7 +413,7 @@ class AMP(MMERModel):
         labels = batch.labels
         before = [None if p.grad is None else p.grad.clone() for p in self._app_targets] if cfg.app else []
 
-        # Clean pass, cut into segments emb -> H (uni-modal) -> logits (E^mm, D): leaves `emb_in` and `hid_in`
+        # Clean pass, cut into segments emb -> H (uni-modal) -> logits (E^m, D): leaves `emb_in` and `hid_in`
         # collect the gradients of every later pass that reads them; `flush` pushes them through the uni-modal
         # encoders and the projections in one backward.
         emb = self.embed_inputs(x, batch)
@@ -404,7 +453,7 @@ class AMP(MMERModel):
             with perturbed_parameters(self._app_targets, direction, cfg.gamma, cfg.app_norm):
                 if perturb_unimodal:  # every module from the input on may be perturbed: recompute the whole pass
                     noisy = self.fuse_and_classify(self.encode_unimodal(self.embed_inputs(x, batch), masks), masks)
-                else:  # Algorithm 1 line 15: unperturbed uni-modal outputs into the perturbed E^mm
+                else:  # Algorithm 1 line 15: unperturbed uni-modal outputs into the perturbed E^m
                     noisy = self.fuse_and_classify(hid_in, masks)
                 losses["app"] = consistency_kl(logits, noisy, cfg.app_kl)
                 ctx.check_finite({"app": losses["app"]})

@@ -227,3 +227,19 @@ def test_dropout_attention_in_chunks_equals_one_chunk(monkeypatch):
     torch.testing.assert_close(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b)
+
+
+def test_explicit_position_ids_pick_rows_of_the_position_table():
+    """position_ids (e.g. multi-party tokens positioned by segment) replace the default 0..L-1."""
+    torch.manual_seed(0)
+    enc = TransformerEncoder(TransformerConfig(hidden_size=8, num_layers=1, num_heads=2, max_positions=6, input_dim=3)).eval()
+    x, mask = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+    default = enc(x, mask)
+    torch.testing.assert_close(enc(x, mask, position_ids=torch.arange(4).expand(2, 4)), default)
+    same_segment = torch.tensor([[0, 1, 0, 1], [2, 2, 3, 3]])
+    out = enc(x, mask, position_ids=same_segment)
+    assert not torch.allclose(out, default)
+    moved = enc.embedding(x, position_ids=same_segment) - enc.embedding(x)
+    assert moved.abs().sum() > 0
+    with pytest.raises(ValueError, match="position_ids"):
+        enc(x, mask, position_ids=torch.full((2, 4), 6))

@@ -55,3 +55,18 @@ def test_masking_helpers():
     assert torch.isfinite(scores.grad).all() and torch.all(scores.grad[1] == 0)
     bias = additive_key_mask(mask, torch.float32)
     assert bias.shape == (2, 1, 1, 3) and bias[0, 0, 0].tolist() == [0.0, -10000.0, 0.0]
+
+
+def test_score_bias_shifts_the_attention_before_the_softmax():
+    torch.manual_seed(0)
+    att = LabelWiseAttention(4, 2)
+    h, mask = torch.randn(3, 5, 4), torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    bias = torch.zeros(3, 2, 5)
+    bias[:, 0, 2] = 50.0  # label 0 looks at position 2 only
+    w = att.weights(h, mask, bias)
+    torch.testing.assert_close(w[:, 0, 2], torch.ones(3))
+    torch.testing.assert_close(w[:, 1], att.weights(h, mask)[:, 1])
+    bias[1, 1, 4] = 1e4  # a bias never resurrects a padded position
+    assert att.weights(h, mask, bias)[1, 1, 4] == 0
+    torch.testing.assert_close(att(h, mask, bias), w @ h)

@@ -34,6 +34,24 @@ def test_closed_form_update_equals_sequential_loop():
     assert protos.positive[:, 1].abs().max() == 0  # never had a positive member
 
 
+def test_update_leaves_out_absent_modalities():
+    """With `present`, a (sample, modality) the sample lacks is skipped, as if it were not in the batch."""
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(6, 3, 4, 5, generator=g, dtype=torch.float64)
+    labels = (torch.rand(6, 4, generator=g) < 0.5).double()
+    present = torch.rand(6, 3, generator=g) < 0.6
+    protos = LabelPrototypes(3, 4, 5, momentum=0.8).double()
+    protos.update(latents, labels, present)
+    for m in range(3):
+        keep = present[:, m]
+        one = LabelPrototypes(1, 4, 5, momentum=0.8).double()
+        pos, neg = sequential_update(one.positive, one.negative, latents[keep][:, m : m + 1], labels[keep], 0.8)
+        torch.testing.assert_close(protos.positive[m : m + 1], pos)
+        torch.testing.assert_close(protos.negative[m : m + 1], neg)
+    with pytest.raises(ValueError, match="present"):
+        protos.update(latents, labels, present[:, :2])
+
+
 def test_update_is_detached_and_normalised():
     protos = LabelPrototypes(1, 1, 2, momentum=0.0)
     z = torch.tensor([[[[3.0, 4.0]]]], requires_grad=True)

@@ -90,9 +90,12 @@ class InputEmbedding(nn.Module):
         self.dropout = FastDropout(cfg.dropout)
         self.hidden_size = d
 
-    def forward(self, x: Tensor, type_ids: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, type_ids: Tensor | None = None, position_ids: Tensor | None = None) -> Tensor:
         length = x.shape[1]
-        if length > self.position.num_embeddings:
+        if position_ids is not None:  # e.g. multi-party tokens positioned by their segment (RAMer)
+            if position_ids.shape != x.shape[:2] or bool(((position_ids < 0) | (position_ids >= self.position.num_embeddings)).any()):
+                raise ValueError(f"position_ids must be [B, L] = {tuple(x.shape[:2])} below max_positions={self.position.num_embeddings}")
+        elif length > self.position.num_embeddings:
             raise ConfigError(
                 f"transformer input has {length} tokens but max_positions={self.position.num_embeddings}; "
                 "raise max_positions to at least the longest sequence"
@@ -103,7 +106,7 @@ class InputEmbedding(nn.Module):
             raise ValueError(f"encoder without input projection needs {self.hidden_size}-dim inputs, got {x.shape[-1]}")
         else:
             h = x
-        h = h + self.position.weight[:length]  # [B, L, d]
+        h = h + (self.position.weight[:length] if position_ids is None else self.position(position_ids))  # [B, L, d]
         if self.token_type is not None:
             ids = type_ids if type_ids is not None else torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
             h = h + self.token_type(ids)
@@ -244,7 +247,8 @@ class EncoderLayer(nn.Module):
 class TransformerEncoder(nn.Module):
     """Optional input LN -> InputEmbedding -> `num_layers` EncoderLayers; returns the last hidden states.
 
-    forward(x [B, L, F_in], mask bool [B, L], type_ids long [B, L] | None) -> [B, L, d].
+    forward(x [B, L, F_in], mask bool [B, L], type_ids long [B, L] | None, position_ids long [B, L] | None) -> [B, L, d]
+    (position_ids default to 0..L-1).
     Initialised as BERT (N(0, initializer_range), zero biases, LN 1/0), as the official extractors are.
     """
 
@@ -256,11 +260,11 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_layers))
         self.apply(lambda m: init_bert_weights(m, cfg.initializer_range))
 
-    def forward(self, x: Tensor, mask: Tensor, type_ids: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor, type_ids: Tensor | None = None, position_ids: Tensor | None = None) -> Tensor:
         check_mask(mask, x)
         if self.input_norm is not None:
             x = self.input_norm(x.float())  # the official codes cast raw (possibly float64) features first
-        h = self.embedding(x, type_ids)  # [B, L, d]
+        h = self.embedding(x, type_ids, position_ids)  # [B, L, d]
         for layer in self.layers:
             h = layer(h, mask)
         return h

@@ -26,11 +26,17 @@ class LabelWiseAttention(nn.Module):
         self.queries = nn.Linear(hidden_size, num_labels, bias=False)  # U_m, weight [C, d]
         nn.init.xavier_uniform_(self.queries.weight)
 
-    def weights(self, hidden: Tensor, mask: Tensor) -> Tensor:
-        """Attention weights a [B, C, L]: zero at padding; all zero for a sample with no real token."""
+    def weights(self, hidden: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
+        """Attention weights a [B, C, L]: zero at padding; all zero for a sample with no real token.
+
+        `bias` (optional, broadcastable to [B, C, L]) is added to the scores before the softmax, e.g. a learned
+        per-label preference for some positions (RAMer's target roles).
+        """
         check_mask(mask, hidden)
         scores = self.queries(hidden).transpose(1, 2)  # [B, C, L]
+        if bias is not None:
+            scores = scores + bias
         return masked_softmax(scores, mask.unsqueeze(1), dim=-1)
 
-    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
-        return self.weights(hidden, mask) @ hidden  # [B, C, d]
+    def forward(self, hidden: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
+        return self.weights(hidden, mask, bias) @ hidden  # [B, C, d]

@@ -60,17 +60,23 @@ class LabelPrototypes(nn.Module):
         return torch.where(choose_pos, pos, neg).expand_as(z)
 
     @torch.no_grad()
-    def update(self, latents: Tensor, labels: Tensor) -> None:
-        """EMA of the normalised, detached latents [B, M, C, d_z] into mu+ (y >= 0.5) or mu- (y < 0.5)."""
+    def update(self, latents: Tensor, labels: Tensor, present: Tensor | None = None) -> None:
+        """EMA of the normalised, detached latents [B, M, C, d_z] into mu+ (y >= 0.5) or mu- (y < 0.5).
+
+        `present` (bool [B, M], optional) leaves out the latents of modalities a sample lacks.
+        """
         z = F.normalize(latents.detach(), dim=-1).to(self.positive.dtype)  # [B, M, C, d_z]
         if labels.shape != (z.shape[0], z.shape[2]):
             raise ValueError(f"labels {tuple(labels.shape)} do not match latents [B, M, C, d] = {tuple(z.shape)}")
-        present = (labels >= 0.5).to(z.dtype)  # [B, C]
+        if present is not None and present.shape != z.shape[:2]:
+            raise ValueError(f"present {tuple(present.shape)} does not match latents [B, M] = {tuple(z.shape[:2])}")
+        positive = (labels >= 0.5).to(z.dtype)[:, None, :]  # [B, 1, C]
+        has = z.new_ones(z.shape[:3]) if present is None else present.to(z.dtype)[:, :, None].expand(z.shape[:3])
         # new tensors, not in-place writes: this step's intrinsic vectors were built from the old prototypes and
         # their backward pass still needs them unchanged (the update runs inside the training forward pass)
-        for name, member in (("positive", present), ("negative", 1.0 - present)):
-            later = member.flip(0).cumsum(0).flip(0) - member  # [B, C]: members after b
-            weight = member * (1.0 - self.momentum) * self.momentum**later  # [B, C]
-            decay = self.momentum ** member.sum(0)  # [C]: g^k
+        for name, member in (("positive", positive * has), ("negative", (1.0 - positive) * has)):  # [B, M, C]
+            later = member.flip(0).cumsum(0).flip(0) - member  # [B, M, C]: members after b
+            weight = member * (1.0 - self.momentum) * self.momentum**later  # [B, M, C]
+            decay = self.momentum ** member.sum(0)  # [M, C]: g^k
             old = getattr(self, name)
-            setattr(self, name, old * decay[None, :, None] + torch.einsum("bc,bmcd->mcd", weight, z))
+            setattr(self, name, old * decay[..., None] + torch.einsum("bmc,bmcd->mcd", weight, z))

@@ -185,7 +185,7 @@ def test_attention_block_cross_attends_to_a_masked_context():
 
 def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
     """The memory-lean attention equals softmax -> dropout -> @ v written out, with the same dropout mask."""
-    from mmer.nn.dropout import drop_mask, keep_scale
+    from mmer.nn.dropout import keep_mask, keep_scale
     from mmer.nn.encoders import dropout_attention
 
     g = torch.Generator().manual_seed(0)
@@ -195,7 +195,7 @@ def test_dropout_attention_matches_the_explicit_formula_and_its_gradients():
     torch.manual_seed(7)
     out = dropout_attention(q, k, v, bias, 0.3)
     torch.manual_seed(7)  # the same draw: the kept entries, as the function makes them
-    keep = ~drop_mask((2, 3, 5, 5), 0.3)
+    keep = keep_mask((2, 3, 5, 5), 0.3)
     probs = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + bias, dim=-1)
     reference = (probs * keep * keep_scale(0.3)) @ v
     torch.testing.assert_close(out, reference)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmer.errors import ConfigError
-from mmer.nn.dropout import FastDropout, drop_mask, keep_scale
+from mmer.nn.dropout import FastDropout, keep_mask, keep_scale
 from mmer.nn.masking import additive_key_mask, check_mask
 
 LAYER_NORM_EPS = 1e-12  # the official TF-style LayerNorm epsilon (inside the square root, as nn.LayerNorm)
@@ -122,7 +122,7 @@ class _DropoutAttention(torch.autograd.Function):
     With dropout, PyTorch's CPU attention falls back to its math path, whose graph keeps about five
     probability-sized float tensors per layer (~35 MB per layer at batch 64 x 8 heads x 60 x 60); this keeps ~2 MB.
     Both passes run over chunks of samples, so the probability-sized temporaries stay below ~16 MB each (TAILOR's
-    240-token cross-modal encoder would otherwise need ~120 MB per temporary). The mask is `nn.dropout.drop_mask`.
+    240-token cross-modal encoder would otherwise need ~120 MB per temporary). The mask is `nn.dropout.keep_mask`.
     """
 
     @staticmethod
@@ -131,29 +131,29 @@ class _DropoutAttention(torch.autograd.Function):
         scale = q.shape[-1] ** -0.5
         chunk = max(1, _ATTENTION_CHUNK_ELEMENTS // (h * lq * lk))  # samples per chunk
         bias = bias.expand(b, *bias.shape[1:])
-        drop = drop_mask((b, h, lq, lk), p, q.device)
+        keep = keep_mask((b, h, lq, lk), p, q.device)  # uint8 0/1
         out = q.new_empty(b, h, lq, v.shape[-1])
         log_norm = q.new_empty(b, h, lq, 1)
         for rows in (slice(s, s + chunk) for s in range(0, b, chunk)):
             scores = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows])  # [c, h, Lq, Lk]
             torch.logsumexp(scores, dim=-1, keepdim=True, out=log_norm[rows])
-            probs = scores.sub_(log_norm[rows]).exp_().masked_fill_(drop[rows], 0.0)
+            probs = scores.sub_(log_norm[rows]).exp_().mul_(keep[rows])
             torch.matmul(probs, v[rows], out=out[rows])
         out.mul_(keep_scale(p))
-        ctx.save_for_backward(q, k, v, bias, log_norm, drop)
+        ctx.save_for_backward(q, k, v, bias, log_norm, keep)
         ctx.p, ctx.scale, ctx.chunk = p, scale, chunk
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        q, k, v, bias, log_norm, drop = ctx.saved_tensors
+        q, k, v, bias, log_norm, keep = ctx.saved_tensors
         scale, inv_keep = ctx.scale, keep_scale(ctx.p)
         grad_q, grad_k, grad_v = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
         for rows in (slice(s, s + ctx.chunk) for s in range(0, q.shape[0], ctx.chunk)):
             probs = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows]).sub_(log_norm[rows]).exp_()
-            dropped = probs.masked_fill(drop[rows], 0.0).mul_(inv_keep)
+            dropped = (probs * keep[rows]).mul_(inv_keep)
             torch.matmul(dropped.transpose(-1, -2), grad_out[rows], out=grad_v[rows])
-            grad_probs = torch.matmul(grad_out[rows], v[rows].transpose(-1, -2)).masked_fill_(drop[rows], 0.0).mul_(inv_keep)
+            grad_probs = torch.matmul(grad_out[rows], v[rows].transpose(-1, -2)).mul_(keep[rows]).mul_(inv_keep)
             # softmax backward: dS = P * (dP - sum_j dP_j P_j), then S = q k^T * scale
             grad_scores = grad_probs.sub_((grad_probs * probs).sum(dim=-1, keepdim=True)).mul_(probs).mul_(scale)
             torch.matmul(grad_scores, k[rows], out=grad_q[rows])

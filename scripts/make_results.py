@@ -132,6 +132,11 @@ def published_section() -> list[str]:
     return lines
 
 
+def not_run(models: list[str]) -> str:
+    others = [m for m in MODELS.names() if m not in models]
+    return f" (registered but not in this run: {', '.join(others)}; `--models all` includes them)" if others else ""
+
+
 def presets_line(models: list[str]) -> str:
     have = [m for m in models if all(cfglib.preset_path(m, d) for d in DATASETS)]
     without = [m for m in models if m not in have]
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "whenever a model changes behaviour (`--retrain MODEL` retrains that model's runs).",
         "",
         f"- Run: {started:%Y-%m-%d %H:%M}, commit {git_revision()}; `{command}` into `{os.path.relpath(out, REPO)}`.",
-        f"- Models: {', '.join(models)}. Seeds {args.seeds}; {args.epochs} epochs for gradient-trained models "
+        f"- Models: {', '.join(models)}{not_run(models)}. Seeds {args.seeds}; {args.epochs} epochs for gradient-trained models "
         "(their presets' other settings; classic models fit once); default synthetic sizes (docs/synthetic.md); CPU.",
         f"- Machine: {os.cpu_count()} cores shared with other jobs; load average (1/5/15 min) {load_before} at the start and "
         f"{load_average()} at the end; this regeneration took {elapsed / 60:.1f} min ({result.trained} runs trained, the rest reused). "

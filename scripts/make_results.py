@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc", default=str(REPO / "docs" / "results.md"))
     p.add_argument("--figures", default=str(REPO / "docs" / "figures" / "results"), help="replaced on every regeneration")
     p.add_argument("--report-models", default="auto", help="models whose seed-1 runs get report figures (default: the first flagship present, else baseline)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (repeatable), e.g. train.threads=1 to run two benchmarks side by side")
     p.add_argument("--retrain", default="", help="comma-separated models whose runs in --out are removed and retrained")
     return p.parse_args(argv)
 
@@ -164,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     compare = [(m, "baseline") for m in reported if m != "baseline" and "baseline" in models]
     seeds = [int(s) for s in args.seeds.split(",")]
     command = f"scripts/make_results.py --models {','.join(models)} --seeds {args.seeds} --epochs {args.epochs} --missing-repeats {args.missing_repeats}"
+    command += "".join(f" --set {o}" for o in args.overrides)
     spec = BenchmarkSpec(
-        out=out, models=models, datasets=list(DATASETS), seeds=seeds, epochs=args.epochs, compare=compare,
+        out=out, models=models, datasets=list(DATASETS), seeds=seeds, epochs=args.epochs, overrides=args.overrides, compare=compare,
         missing_matrix=True, missing_repeats=args.missing_repeats, command=command,
     )  # fmt: skip
     remove_stale(spec)

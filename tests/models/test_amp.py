@@ -25,6 +25,7 @@ from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.amp import AMP, AMPConfig, asymmetric_loss, consistency_kl
 from mmer.nn.perturbation import normalized_steps
+from tests.models.toy_batches import padded_batch
 from tests.engine import toy_data  # noqa: F401  (registers `engine-toy`)
 
 SPEC = DataSpec("toy", ("a", "b", "c"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
@@ -36,18 +37,7 @@ CODE_OPTIONS = dict(
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 5, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    features, masks = {}, {}
-    for i, m in enumerate(spec.modalities):
-        lengths = torch.randint(2, m.max_len + 1, (b,), generator=g)
-        lengths[0] = m.max_len
-        mask = torch.arange(m.max_len)[None] < lengths[:, None]
-        if i == 1:
-            mask[2] = False  # sample 2 lacks this modality
-        features[m.name] = torch.randn(b, m.max_len, m.dim, generator=g) * mask[..., None]
-        masks[m.name] = mask
-    labels = (torch.rand(b, spec.num_labels, generator=g) < 0.4).float()
-    return Batch(features, masks, labels, [str(i) for i in range(b)], torch.arange(b))
+    return padded_batch(spec, b, seed, fixed_labels=False)
 
 
 @pytest.fixture(scope="module")

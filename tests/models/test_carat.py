@@ -25,6 +25,7 @@ from mmer.errors import ConfigError
 from mmer.models.base import is_no_decay
 from mmer.models.carat import CARAT, CARATConfig
 from mmer.nn.contrastive import modality_label_polarity_ids
+from tests.models.toy_batches import padded_batch
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
 TINY = dict(hidden_size=16, latent_size=8, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, queue_size=64)
@@ -32,20 +33,7 @@ DATASETS = ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    features, masks = {}, {}
-    for i, m in enumerate(spec.modalities):
-        lengths = torch.randint(2, m.max_len + 1, (b,), generator=g)
-        lengths[0] = m.max_len
-        mask = torch.arange(m.max_len)[None] < lengths[:, None]
-        if i == 1:
-            mask[2] = False  # sample 2 lacks this modality
-        features[m.name] = torch.randn(b, m.max_len, m.dim, generator=g) * mask[..., None]
-        masks[m.name] = mask
-    labels = (torch.rand(b, spec.num_labels, generator=g) < 0.4).float()
-    labels[0] = 1.0
-    labels[1] = 0.0
-    return Batch(features, masks, labels, [str(i) for i in range(b)], torch.arange(b))
+    return padded_batch(spec, b, seed)
 
 
 def model_for(spec: DataSpec = SPEC, **options) -> CARAT:

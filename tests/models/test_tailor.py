@@ -28,6 +28,7 @@ from mmer.engine.trainer import load_run
 from mmer.errors import ConfigError
 from mmer.models.tailor import TAILOR, Refinement, TAILORConfig, UniformContext
 from mmer.report import analysis
+from tests.models.toy_batches import padded_batch
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 6)))
 T, V, A = 0, 1, 2  # positions of text, visual, audio in SPEC (and in the model's lists)
@@ -53,21 +54,7 @@ def fabric() -> Fabric:
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    """Right-padded sequences of random lengths (sample 0 full length); sample 2 lacks the second modality."""
-    g = torch.Generator().manual_seed(seed)
-    features, masks = {}, {}
-    for i, m in enumerate(spec.modalities):
-        lengths = torch.randint(2, m.max_len + 1, (b,), generator=g)
-        lengths[0] = m.max_len
-        mask = torch.arange(m.max_len)[None] < lengths[:, None]
-        if i == 1:
-            mask[2] = False
-        features[m.name] = torch.randn(b, m.max_len, m.dim, generator=g) * mask[..., None]
-        masks[m.name] = mask
-    labels = (torch.rand(b, spec.num_labels, generator=g) < 0.4).float()
-    labels[0] = 1.0
-    labels[1] = 0.0
-    return Batch(features, masks, labels, [str(i) for i in range(b)], torch.arange(b))
+    return padded_batch(spec, b, seed)
 
 
 def model_for(spec: DataSpec = SPEC, **options) -> TAILOR:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,29 +29,12 @@ from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.engine.context import StepContext
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.carat import CARAT
+from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
 
-SPEC = DataSpec(
-    "mosei-aligned",
-    ("happy", "sad", "anger", "surprise", "disgust", "fear"),
-    (ModalitySpec("text", 300, 60), ModalitySpec("visual", 35, 60), ModalitySpec("audio", 74, 60)),
-)
-BATCH, WARMUP, TRAIN_STEPS, INFER_SAMPLES = 64, 2, 10, 640
 ANCHOR = {"train": 16.1, "infer": 174.0, "train_gib": 11.2, "infer_gib": 0.66}  # official, reference/official_speed.md
-
-
-def make_batches(n: int, seed: int = 0) -> list[Batch]:
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for i in range(n):
-        features = {m.name: torch.randn(BATCH, m.max_len, m.dim, generator=g) for m in SPEC.modalities}
-        masks = {m.name: torch.ones(BATCH, m.max_len, dtype=torch.bool) for m in SPEC.modalities}
-        labels = (torch.rand(BATCH, SPEC.num_labels, generator=g) < 0.27).float()
-        batches.append(Batch(features, masks, labels, [f"{i}-{j}" for j in range(BATCH)], torch.arange(BATCH)))
-    return batches
 
 
 def build(overrides: list[str]) -> tuple[CARAT, cfglib.Config]:
@@ -95,10 +77,6 @@ def run_infer(overrides: list[str]) -> dict[str, float]:
         model.predict_proba(batch)
     seconds = time.perf_counter() - start
     return {"samples_per_s": INFER_SAMPLES / seconds, "peak_gib": peak_gib()}
-
-
-def peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 
 
 def profile(mode: str, overrides: list[str]) -> None:

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,31 +31,14 @@ from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.engine.context import StepContext
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.io import write_json
 from mmer.models.ramer import RAMer
+from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
 
-SPEC = DataSpec(
-    "mosei-aligned",
-    ("happy", "sad", "anger", "surprise", "disgust", "fear"),
-    (ModalitySpec("text", 300, 60), ModalitySpec("visual", 35, 60), ModalitySpec("audio", 74, 60)),
-)
-BATCH, WARMUP, TRAIN_STEPS, INFER_SAMPLES = 64, 2, 10, 640
 STEPS_PER_EPOCH = 16326 // BATCH  # MOSEI's training split, for the schedule
 OFFICIAL = {"train": 20.4, "infer": 262.0, "train_gib": 9.5, "infer_gib": 0.62}  # reference/official_speed.md
-
-
-def make_batches(n: int, seed: int = 0) -> list[Batch]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        features = {m.name: torch.randn(BATCH, m.max_len, m.dim, generator=g) for m in SPEC.modalities}
-        masks = {m.name: torch.ones(BATCH, m.max_len, dtype=torch.bool) for m in SPEC.modalities}
-        labels = (torch.rand(BATCH, SPEC.num_labels, generator=g) < 0.27).float()
-        out.append(Batch(features, masks, labels, [f"{i}-{j}" for j in range(BATCH)], torch.arange(BATCH)))
-    return out
 
 
 def build(overrides: list[str]) -> tuple[RAMer, cfglib.Config]:
@@ -106,10 +88,6 @@ def run_infer(overrides: list[str], precision: str) -> dict[str, float]:
         with autocast(precision):
             model.predict_proba(batch)
     return {"samples_per_s": INFER_SAMPLES / (time.perf_counter() - start), "peak_gib": peak_gib()}
-
-
-def peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def profile(mode: str, overrides: list[str], precision: str) -> None:

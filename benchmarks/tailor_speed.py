@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,30 +35,13 @@ from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.engine.context import StepContext
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.tailor import TAILOR
+from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
 
-SPEC = DataSpec(
-    "mosei-aligned",
-    ("happy", "sad", "anger", "surprise", "disgust", "fear"),
-    (ModalitySpec("text", 300, 60), ModalitySpec("visual", 35, 60), ModalitySpec("audio", 74, 60)),
-)
-BATCH, WARMUP, TRAIN_STEPS, INFER_SAMPLES = 64, 2, 10, 640
 OFFICIAL = {"train_samples_per_s": 8.85, "infer_samples_per_s": 38.6, "train_peak_gib": 11.6, "infer_peak_gib": 1.18}
 RESULTS = Path(__file__).parent / "results" / "tailor_speed.json"
-
-
-def make_batches(n: int, seed: int = 0) -> list[Batch]:
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for i in range(n):
-        features = {m.name: torch.randn(BATCH, m.max_len, m.dim, generator=g) for m in SPEC.modalities}
-        masks = {m.name: torch.ones(BATCH, m.max_len, dtype=torch.bool) for m in SPEC.modalities}
-        labels = (torch.rand(BATCH, SPEC.num_labels, generator=g) < 0.27).float()
-        batches.append(Batch(features, masks, labels, [f"{i}-{j}" for j in range(BATCH)], torch.arange(BATCH)))
-    return batches
 
 
 def build(overrides: list[str]) -> tuple[TAILOR, cfglib.Config]:
@@ -136,7 +118,7 @@ def run_one(mode: str, overrides: list[str]) -> dict[str, Any]:
     else:
         out.update(flops_per_sample(model))
     out["cpu_seconds"] = round(time.process_time() - cpu_before, 1)
-    out["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    out["peak_rss_gib"] = round(peak_gib(), 3)
     out["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return out
 

@@ -4,7 +4,6 @@ weights are restored after APP even on errors, eval skips the masked branch, eve
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -18,14 +17,13 @@ from torch.func import functional_call
 import mmer.models.amp as amp_module
 from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
-from mmer.cli import main
 from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.amp import AMP, AMPConfig, asymmetric_loss, consistency_kl
 from mmer.nn.perturbation import normalized_steps
-from tests.models.toy_batches import padded_batch
+from tests.models.helpers import cli_train_one_epoch, padded_batch
 from tests.engine import toy_data  # noqa: F401  (registers `engine-toy`)
 
 SPEC = DataSpec("toy", ("a", "b", "c"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
@@ -326,13 +324,7 @@ TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()] + ["model.sinkhorn_iters
 
 
 def cli_train(out: Path, dataset: str, *extra: str, root: Path | None = None) -> None:
-    args = ["train", "--model", "amp", "--dataset", dataset, "--out", str(out), "--epochs", "1", "--quiet"]
-    args += ["--root", str(root)] if root else []
-    for s in [*TINY_SETS, *extra]:
-        args += ["--set", s]
-    assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["micro_f1"] <= 1.0
+    cli_train_one_epoch("amp", out, dataset, [*TINY_SETS, *extra], root)
 
 
 def test_mmer_train_amp_on_engine_toy_and_synthetic_presets(tmp_path):

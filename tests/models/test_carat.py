@@ -25,7 +25,7 @@ from mmer.errors import ConfigError
 from mmer.models.base import is_no_decay
 from mmer.models.carat import CARAT, CARATConfig
 from mmer.nn.contrastive import modality_label_polarity_ids
-from tests.models.toy_batches import padded_batch
+from tests.models.helpers import padded_batch, with_missing_modalities
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
 TINY = dict(hidden_size=16, latent_size=8, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, queue_size=64)
@@ -152,12 +152,7 @@ def test_contrastive_classes_are_modality_label_polarity(monkeypatch):
 
 def test_missing_modalities_never_give_nan(fabric):
     model = model_for()
-    batch = make_batch()
-    for m in batch.masks:
-        batch.masks[m][3] = False  # sample 3 has nothing at all
-        batch.features[m][3] = 0.0
-    batch.masks["audio"][:] = False  # and no sample has audio
-    batch.features["audio"].zero_()
+    batch = with_missing_modalities(make_batch())  # sample 3 has nothing, no sample has audio
     logs = step(model, batch, fabric)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())

@@ -28,7 +28,7 @@ from mmer.engine.trainer import load_run
 from mmer.errors import ConfigError
 from mmer.models.tailor import TAILOR, Refinement, TAILORConfig, UniformContext
 from mmer.report import analysis
-from tests.models.toy_batches import padded_batch
+from tests.models.helpers import cli_train_one_epoch, padded_batch, with_missing_modalities
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 6)))
 T, V, A = 0, 1, 2  # positions of text, visual, audio in SPEC (and in the model's lists)
@@ -276,12 +276,7 @@ def test_padding_does_not_change_predictions(options):
 
 def test_missing_modalities_never_give_nan(fabric):
     model = model_for()
-    batch = make_batch()
-    for m in batch.masks:
-        batch.masks[m][3] = False  # sample 3 has nothing at all
-        batch.features[m][3] = 0.0
-    batch.masks["audio"][:] = False  # and no sample has audio
-    batch.features["audio"].zero_()
+    batch = with_missing_modalities(make_batch())  # sample 3 has nothing, no sample has audio
     assert finite(step(model, batch, fabric))
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert torch.isfinite(model.eval().predict_proba(batch)).all()
@@ -514,13 +509,7 @@ TINY_SETS = [
 
 
 def cli_train(out: Path, dataset: str, *extra: str, root: Path | None = None) -> dict:
-    args = ["train", "--model", "tailor", "--dataset", dataset, "--out", str(out), "--epochs", "1", "--quiet"]
-    args += ["--root", str(root)] if root else []
-    for s in [*TINY_SETS, *extra]:
-        args += ["--set", s]
-    assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["micro_f1"] <= 1.0
+    metrics = cli_train_one_epoch("tailor", out, dataset, [*TINY_SETS, *extra], root)
     with (out / "history.csv").open() as fh:
         header = next(csv.reader(fh))
     assert {f"train_loss_{k}" for k in COMPONENTS} <= set(header)  # every component is logged

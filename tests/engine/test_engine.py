@@ -17,6 +17,7 @@ from mmer.cli import main
 from mmer.engine import trainer
 from mmer.engine.checkpoint import load_checkpoint
 from mmer.errors import DivergenceError
+from tests.interrupt import interrupt_after_first_epoch
 
 TRAIN = ["train", "--model", "baseline", "--dataset", "engine-toy", "--quiet", "--set", "data.batch_size=16", "--set", "train.lr=3e-3"]
 
@@ -98,16 +99,7 @@ def test_same_seed_gives_identical_metrics(tmp_path, run):
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, run, monkeypatch):
-    calls = {"n": 0}
-    original = trainer._Fit._should_stop
-
-    def interrupt_after_first_epoch(self, state):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        return original(self, state)
-
-    monkeypatch.setattr(trainer._Fit, "_should_stop", interrupt_after_first_epoch)
+    interrupt_after_first_epoch(monkeypatch)
     out = tmp_path / "interrupted"
     assert train(out, "--epochs", "3") == 130
     assert (out / "last.pt").is_file() and not (out / "metrics.json").exists()

@@ -19,12 +19,12 @@ from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
 from mmer.cli import main
 from mmer.data.batch import Batch, PartyStructure
-from mmer.engine import trainer
 from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.ramer import RAMer, RAMerConfig
 from mmer.models.ramer_parts import PersonAttention, target_roles
 from mmer.registry import DATASETS
+from tests.interrupt import interrupt_after_first_epoch
 
 TINY = dict(
     hidden_size=16, num_heads=2, intermediate_size=16, num_layers=1, personality_layers=1, latent_size=8,
@@ -410,16 +410,7 @@ def test_train_then_evaluate_reproduces_metrics_and_drops_modalities(party_run, 
 
 
 def test_resume_after_interruption_equals_uninterrupted(party_run, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = trainer._Fit._should_stop
-
-    def interrupt_after_first_epoch(self, state):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-        return original(self, state)
-
-    monkeypatch.setattr(trainer._Fit, "_should_stop", interrupt_after_first_epoch)
+    interrupt_after_first_epoch(monkeypatch)
     out = tmp_path / "interrupted"
     args = ["train", "--model", "ramer", "--dataset", "synth-party", "--out", str(out), "--quiet"]
     for s in [*TINY_SETS, "data.options.size=tiny", "data.batch_size=8", "train.epochs=2", "train.lr=3e-3"]:

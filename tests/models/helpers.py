@@ -11,6 +11,10 @@ from mmer.cli import main
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
 
+# real-data presets (docs/real_data.md, "Presets"): real dataset -> the synthetic preset it mirrors
+REAL_DATA_PRESETS = ("mosei-text", "music-emotions", "meld")
+MIRRORS = {"mosei-text": "synth-dyadic", "music-emotions": "synth-dyadic", "meld": "synth-party"}
+
 
 def padded_batch(spec: DataSpec, b: int, seed: int = 0, fixed_labels: bool = True) -> Batch:
     """Sample 0 is full length, sample 2 lacks the second modality; with `fixed_labels` sample 0 has every label

@@ -25,7 +25,7 @@ from mmer.errors import ConfigError
 from mmer.models.base import is_no_decay
 from mmer.models.carat import CARAT, CARATConfig
 from mmer.nn.contrastive import modality_label_polarity_ids
-from tests.models.helpers import padded_batch, with_missing_modalities
+from tests.models.helpers import REAL_DATA_PRESETS, padded_batch, with_missing_modalities
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
 TINY = dict(hidden_size=16, latent_size=8, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, queue_size=64)
@@ -302,7 +302,7 @@ def test_without_first_level_the_second_level_reads_o():
 def test_presets_parse_and_say_where_values_come_from():
     folder = resources.files("mmer") / "configs" / "carat"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
-    assert names == sorted(f"{d}.yaml" for d in DATASETS)
+    assert names == sorted(f"{d}.yaml" for d in (*DATASETS, *REAL_DATA_PRESETS))
     for name in names:
         assert (folder / name).read_text().lstrip().startswith("#")
         cfg = cfglib.resolve("carat", name[: -len(".yaml")])

@@ -28,7 +28,7 @@ from mmer.engine.trainer import load_run
 from mmer.errors import ConfigError
 from mmer.models.tailor import TAILOR, Refinement, TAILORConfig, UniformContext
 from mmer.report import analysis
-from tests.models.helpers import cli_train_one_epoch, padded_batch, with_missing_modalities
+from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch, padded_batch, with_missing_modalities
 
 SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 6)))
 T, V, A = 0, 1, 2  # positions of text, visual, audio in SPEC (and in the model's lists)
@@ -475,7 +475,7 @@ def test_without_label_modal_attention_every_label_reads_the_same_mean_of_m():
 def test_presets_for_every_dataset_resolve_and_say_where_values_come_from(tiny_party, tiny_dyadic):
     folder = resources.files("mmer") / "configs" / "tailor"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
-    assert names == sorted(f"{d}.yaml" for d in DATASETS)
+    assert names == sorted(f"{d}.yaml" for d in (*DATASETS, *REAL_DATA_PRESETS))
     for name in names:
         assert (folder / name).read_text().lstrip().startswith("#")
         cfg = cfglib.resolve("tailor", name[: -len(".yaml")])
@@ -556,3 +556,16 @@ def test_a_bad_setting_on_the_command_line_is_one_readable_error(tmp_path, capsy
     assert main(args) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.fusion_order" in err and "unknown: speech" in err
+
+
+def test_initializer_range_sets_the_std_of_every_linear_and_embedding_weight():
+    """The synthetic presets widen BERT's 0.02 (docs/models/tailor.md, "Synthetic presets"); the code's is the default."""
+    torch.manual_seed(0)
+    assert TAILORConfig().initializer_range == 0.02
+    wide = TAILOR(TAILORConfig(**{**TINY, "hidden_size": 64, "intermediate_size": 64}, initializer_range=0.07), SPEC)
+    weights = torch.cat([m.weight.flatten() for m in wide.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))])
+    assert abs(weights.std().item() - 0.07) < 0.003
+    assert abs(wide.classifier_weight.std().item() - 0.07) < 0.03
+    narrow = TAILOR(TAILORConfig(**{**TINY, "hidden_size": 64, "intermediate_size": 64}), SPEC)
+    weights = torch.cat([m.weight.flatten() for m in narrow.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))])
+    assert abs(weights.std().item() - 0.02) < 0.001

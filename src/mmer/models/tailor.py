@@ -30,6 +30,8 @@ Paper (default) vs official code (option), and our choices where the paper is si
 - From the code where the paper is silent: input LayerNorm, learned positions, d 256, FFN 256, dropout 0.3,
   f_m/G = Linear -> Dropout (0.1/0.3) -> tanh, label-embedding LayerNorm + dropout, GRL lambda 1, BERT init, CTC
   loss summed over the batch with weight 0.5, BertAdam.
+  `initializer_range` (code 0.02) is a config key: the synthetic presets use 0.07, because at 0.02 the 64-d
+  network never leaves the label prior in 10 epochs (docs/models/tailor.md, "Synthetic presets").
 Bug fixes (engine): the best checkpoint is evaluated (code: the last epoch), evaluation sees every sample once in
 order (code: shuffled, drop_last), precision and recall are not swapped.
 Deviations: padding masks are respected (the code attends to zero padding; the readers' `masks: ones` option
@@ -92,6 +94,7 @@ class TAILORConfig(ModelConfig):
     intermediate_size: int = 256  # FFN size (code: = d)
     dropout: float = 0.3
     attention_dropout: float = 0.3
+    initializer_range: float = 0.02  # std of every Linear/Embedding weight (code: BERT's 0.02; see docs, "Synthetic presets")
     layers: dict[str, int] = field(default_factory=lambda: {"text": 6, "visual": 4, "audio": 4})  # n_t, n_v, n_a
     default_layers: int = 4  # modalities not named in `layers` (e.g. personality)
     cross_layers: int = 3  # n_c, every CME
@@ -265,9 +268,9 @@ class TAILOR(MMERModel):
         else:  # Table 3 (9) "w/ identical": one dense layer on the fused representation
             self.label_embedding = None
             self.identical_head = nn.Linear(d, c)
-        self.apply(lambda module: init_bert_weights(module, 0.02))  # code: BERT init everywhere (LSTMs excepted)
+        self.apply(lambda module: init_bert_weights(module, cfg.initializer_range))  # code: BERT init everywhere (LSTMs excepted)
         if cfg.decoder == "label_guided":
-            nn.init.normal_(self.classifier_weight, std=0.02)
+            nn.init.normal_(self.classifier_weight, std=cfg.initializer_range)
 
     # ------------------------------------------------------------------------------------------ construction
 
@@ -331,6 +334,7 @@ class TAILOR(MMERModel):
             intermediate_size=cfg.intermediate_size,
             dropout=cfg.dropout,
             attention_dropout=cfg.attention_dropout,
+            initializer_range=cfg.initializer_range,
             num_layers=0,
         )
         return TransformerConfig(**{**base, **changes})  # type: ignore[arg-type]

@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "- Every score is a test metric of the best-on-validation checkpoint: mean ± sample std over seeds (ddof=1). "
         "Rows in italics are the dataset's reference points (docs/synthetic.md): `chance`, `target_only` (an oracle without "
         "context), `ceiling` (the Bayes oracle); read a model's score between them.",
+        '- Real data (music-emotions, mosei-text, meld; the same networks through their real-data presets): '
+        'docs/real_data.md, "Results".',
     ]
     for dataset in DATASETS:
         lines += ["", f"## {dataset} ({LIKE[dataset]})", ""]

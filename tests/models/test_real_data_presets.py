@@ -19,6 +19,12 @@ def test_a_real_data_preset_mirrors_its_synthetic_preset(model, dataset):
     path = cfglib.preset_path(model, dataset)
     assert path is not None and path.read_text().startswith(f"# {model} on ")
     real, synthetic = cfglib.resolve(model, dataset), cfglib.resolve(model, MIRRORS[dataset])
+    if (model, dataset) == ("tailor", "mosei-text"):  # visual/audio are declared with length 1: CTC lines them up
+        assert real.model.ctc and real.model.ctc_reference == "text"
+        real.model.ctc = synthetic.model.ctc
+    if (model, dataset) == ("tailor", "meld"):  # MELD has no personality traits
+        assert not real.model.personality
+        real.model.personality = synthetic.model.personality
     assert real.model == synthetic.model
     assert real.train == synthetic.train
     expected_batch = 16 if dataset == "music-emotions" else synthetic.data.batch_size  # 355 songs: 22 steps per epoch

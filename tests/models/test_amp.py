@@ -23,7 +23,7 @@ from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.amp import AMP, AMPConfig, asymmetric_loss, consistency_kl
 from mmer.nn.perturbation import normalized_steps
-from tests.models.helpers import cli_train_one_epoch, padded_batch
+from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch, padded_batch
 from tests.engine import toy_data  # noqa: F401  (registers `engine-toy`)
 
 SPEC = DataSpec("toy", ("a", "b", "c"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
@@ -309,7 +309,8 @@ def test_bad_settings_are_clear_errors():
 def test_presets_parse_and_say_where_values_come_from():
     folder = resources.files("mmer") / "configs" / "amp"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
-    assert names == sorted(f"{d}.yaml" for d in ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-fine", "synth-party", "synth-dyadic"))
+    paper_and_synthetic = ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-fine", "synth-party", "synth-dyadic")
+    assert names == sorted(f"{d}.yaml" for d in (*paper_and_synthetic, *REAL_DATA_PRESETS))
     for name in names:
         text = (folder / name).read_text()
         assert text.lstrip().startswith("#")

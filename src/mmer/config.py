@@ -252,6 +252,22 @@ def preset_path(model: str, dataset: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def preset_layers(model: str, dataset: str, seen: tuple[str, ...] = ()) -> list[tuple[dict[str, Any], str]]:
+    """The preset of (model, dataset) as merge layers, base first: a preset may say `extends: <other dataset>` to
+    start from that dataset's preset of the same model and list only what differs (the real-data presets do)."""
+    path = preset_path(model, dataset)
+    if path is None:
+        if seen:
+            raise ConfigError(f"preset {model}/{seen[-1]} extends '{dataset}', which has no {model} preset")
+        return []
+    if dataset in seen:
+        raise ConfigError(f"preset {model}/{dataset}: 'extends' forms a cycle ({' -> '.join((*seen, dataset))})")
+    layer = read_yaml(path, "preset")
+    parent = layer.pop("extends", None)
+    base = preset_layers(model, str(parent), (*seen, dataset)) if parent is not None else []
+    return [*base, (layer, f"preset {model}/{dataset}")]
+
+
 def default_dict(model: str, dataset: str) -> dict[str, Any]:
     model_entry, data_entry = MODELS.get(model), DATASETS.get(dataset)
     model_cfg = model_entry.options() if model_entry.options else ModelConfig()
@@ -273,9 +289,8 @@ def resolve(
 ) -> Config:
     """The fully resolved config for (model, dataset) with every layer applied and validated."""
     base = default_dict(model, dataset)
-    preset = preset_path(model, dataset)
-    if preset is not None:
-        merge_into(base, read_yaml(preset, "preset"), f"preset {model}/{dataset}")
+    for layer, source in preset_layers(model, dataset):
+        merge_into(base, layer, source)
     if config_file:
         layer = read_yaml(config_file, "config file")
         for fixed in ("model_name",):

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmer.benchmark.results import majority_reference
+from mmer.benchmark.runner import BenchmarkSpec, tabulate
 from mmer.benchmark.stats import paired_difference
 from mmer.cli import main
 from mmer.engine import rundir, trainer
 from mmer.metrics import METRIC_KEYS
+from tests.engine import toy_data
 
 GRID = ["benchmark", "--models", "baseline,br", "--datasets", "engine-toy", "--seeds", "1,2", "--epochs", "1", "--set", "data.batch_size=16"]
 
@@ -88,6 +91,32 @@ def test_rerun_skips_complete_runs_without_training(bench, monkeypatch, capsys):
     assert fits.calls == []
     assert {p: p.stat().st_mtime_ns for p in bench.glob("runs/*/*/*/metrics.json")} == stamps
     assert "4 complete" in capsys.readouterr().out
+
+
+def test_tabulate_reads_the_finished_runs_without_training_or_writing(bench, monkeypatch):
+    fits = FitCalls(monkeypatch)
+    files = sorted(p for p in bench.rglob("*") if p.is_file())
+    spec = BenchmarkSpec(out=bench, models=["br", "baseline"], datasets=["engine-toy"], seeds=[1, 2, 3], epochs=1, overrides=["data.batch_size=16"])
+    result = tabulate(spec, {"engine-toy": {"always a": {"micro_f1": 0.25}}})
+    assert fits.calls == [] and sorted(p for p in bench.rglob("*") if p.is_file()) == files  # seed 3 is not trained
+    assert [(r["model"], r["seed"]) for r in result.results] == [("br", 1), ("baseline", 1), ("br", 2), ("baseline", 2)]
+    assert {(r["model"], r["seed"], f"{r['micro_f1']:.6f}") for r in result.results} == {(r["model"], int(r["seed"]), r["micro_f1"]) for r in read_results(bench)}
+    assert result.tables is not None
+    main_table = result.tables.tables[0]
+    assert [(r.label, r.reference) for r in main_table.rows] == [("br", False), ("baseline", False), ("always a (reference)", True)]
+    assert "| *always a (reference)* | – | – | – | – | 0.250 |" in result.tables.sections["engine-toy"][0]
+
+
+def test_majority_reference_predicts_the_most_frequent_training_label_everywhere():
+    bundle = toy_data.load(None, None)
+    train, test = bundle.splits["train"].labels, bundle.splits["test"].labels
+    top = int(train.sum(0).argmax())
+    reference = majority_reference(bundle)
+    assert list(reference) == [f"majority label: {toy_data.LABELS[top]}"]
+    metrics = reference[f"majority label: {toy_data.LABELS[top]}"]
+    assert metrics["precision"] == pytest.approx(float(test[:, top].mean()))  # one prediction per sample
+    assert metrics["recall"] == pytest.approx(float(test[:, top].sum() / test.sum()))
+    assert set(metrics) == set(METRIC_KEYS)
 
 
 def test_interrupted_grid_resumes_the_interrupted_run_only(tmp_path, monkeypatch):

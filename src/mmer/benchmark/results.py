@@ -13,11 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmer.benchmark.grid import RunSpec
+from mmer.data.dataset import DatasetBundle
 from mmer.engine import rundir
 from mmer.errors import DataError
 from mmer.io import write_text
-from mmer.metrics import METRIC_KEYS
+from mmer.metrics import METRIC_KEYS, compute_metrics
 
 RUN_INFO = "run_info.json"
 COLUMNS = (
@@ -85,6 +88,18 @@ def reference_points(run_dir: Path) -> dict[str, dict[str, float]]:
             if values:
                 points[str(name)] = values
     return points
+
+
+def majority_reference(bundle: DatasetBundle, split: str = "test") -> dict[str, dict[str, float]]:
+    """The trivial reference of real data: predict the training split's most frequent label (alone) for every
+    sample of `split`. Returns {"majority label: <name>": {metric: value}}, the form of `reference_points`."""
+    counts = bundle.splits["train"].labels.sum(dim=0)
+    top = int(counts.argmax())
+    truth = bundle.splits[split].labels.numpy()
+    predicted = np.zeros_like(truth)
+    predicted[:, top] = 1
+    metrics = compute_metrics(truth, predicted, bundle.spec.label_names)
+    return {f"majority label: {bundle.spec.label_names[top]}": {k: float(metrics[k]) for k in METRIC_KEYS}}
 
 
 def results_csv(rows: list[dict[str, Any]]) -> str:

@@ -30,6 +30,7 @@ from mmer.errors import ConfigError
 from mmer.io import write_text
 
 LOG = "benchmark.log"
+References = dict[str, dict[str, dict[str, float]]]  # dataset -> reference name -> metric -> value
 
 
 @dataclass
@@ -83,15 +84,7 @@ class _Log:
 
 
 def run_benchmark(spec: BenchmarkSpec, echo: Callable[[str], None] = print) -> BenchmarkResult:
-    _validate(spec)
-    ablations = [load_ablation_file(ref) for ref in spec.ablations]
-    specs = grid.build_specs(spec.models, spec.datasets, spec.seeds, spec.overrides, ablations)
-    entries = {s.entry for s in specs}
-    for a, b in spec.compare:
-        for name in (a, b):
-            if name not in entries:
-                raise ConfigError(f"--compare: '{name}' is not a model or ablation variant of this grid; valid: {', '.join(sorted(entries))}")
-    planned = grid.plan(specs, spec.out, spec.epochs, spec.roots)
+    ablations, planned = _plan(spec)
     result = BenchmarkResult(planned)
     counts = {s: sum(p.status == s for p in planned) for s in grid.STATUSES}
     overview = f"{len(planned)} runs in {spec.out / grid.RUNS}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -106,14 +99,41 @@ def run_benchmark(spec: BenchmarkSpec, echo: Callable[[str], None] = print) -> B
         prefix = f"[{i}/{len(planned)}] {run.spec.describe()}"
         if not _run_one(run, prefix, log, result, spec):
             break
-    result.results = [collect_row(p.spec, p.run_dir, spec.out) for p in planned if _finished(p)]
-    result.tables = build_tables(spec, ablations, planned, result.results)
+    _collect(spec, ablations, result)
     result.written = _write_outputs(spec, result.tables, result.results)
     for path in result.written:
         echo(f"wrote {path}")
     if result.failures:
         log(f"{len(result.failures)} run(s) failed: " + "; ".join(f"{f.run}: {f.message}" for f in result.failures))
     return result
+
+
+def tabulate(spec: BenchmarkSpec, references: References | None = None) -> BenchmarkResult:
+    """The tables of the grid's finished runs, without training anything or writing any file: what a benchmark
+    folder holds now. `references` (dataset -> name -> metrics) adds reference rows to the main tables, next to
+    those stored with the runs; `spec.missing_matrix` tabulates the robustness results already computed."""
+    ablations, planned = _plan(spec)
+    result = BenchmarkResult(planned)
+    _collect(spec, ablations, result, references)
+    return result
+
+
+def _plan(spec: BenchmarkSpec) -> tuple[list[AblationTable], list[grid.PlannedRun]]:
+    """Check the spec, load its ablation files and inspect every run of the grid (nothing trains)."""
+    _validate(spec)
+    ablations = [load_ablation_file(ref) for ref in spec.ablations]
+    specs = grid.build_specs(spec.models, spec.datasets, spec.seeds, spec.overrides, ablations)
+    entries = {s.entry for s in specs}
+    for a, b in spec.compare:
+        for name in (a, b):
+            if name not in entries:
+                raise ConfigError(f"--compare: '{name}' is not a model or ablation variant of this grid; valid: {', '.join(sorted(entries))}")
+    return ablations, grid.plan(specs, spec.out, spec.epochs, spec.roots)
+
+
+def _collect(spec: BenchmarkSpec, ablations: list[AblationTable], result: BenchmarkResult, references: References | None = None) -> None:
+    result.results = [collect_row(p.spec, p.run_dir, spec.out) for p in result.planned if _finished(p)]
+    result.tables = build_tables(spec, ablations, result.planned, result.results, references)
 
 
 def _finished(run: grid.PlannedRun) -> bool:
@@ -205,11 +225,18 @@ class BenchmarkTables:
     robustness: dict[str, list[Table]] = field(default_factory=dict)  # dataset -> [by subset, by rate]
 
 
-def build_tables(spec: BenchmarkSpec, ablations: list[AblationTable], planned: list[grid.PlannedRun], results: list[dict[str, Any]]) -> BenchmarkTables:
+def build_tables(
+    spec: BenchmarkSpec,
+    ablations: list[AblationTable],
+    planned: list[grid.PlannedRun],
+    results: list[dict[str, Any]],
+    extra_references: References | None = None,
+) -> BenchmarkTables:
     built = BenchmarkTables()
     for dataset in spec.datasets:
         blocks = built.sections.setdefault(dataset, [])
         data_spec, references, note = _dataset_info(planned, dataset)
+        references = {**references, **(extra_references or {}).get(dataset, {})}
         columns = layout_for(data_spec, spec.table_style)
         main = summary.main_table(results, dataset, spec.models, columns, references)
         if not main.rows:

@@ -171,7 +171,8 @@ def real_section(args: argparse.Namespace) -> list[str]:
         f"> Tabulated by `.venv/bin/python scripts/make_results.py` (alone: `--real-only`) on {datetime.datetime.now():%Y-%m-%d %H:%M}, "
         f"commit {git_revision()}, from the benchmark folders below as they were; it trains nothing. Each folder is filled by "
         f"`mmer benchmark --models M --datasets D --root D=<data> --seeds {args.real_seeds} --epochs 10{sets} --out <folder>` "
-        '(docs/real_data.md, "Results", which describes the data, splits and presets).',
+        '(docs/real_data.md, "Results", which describes the data, splits and presets, and keeps the record of the real-data '
+        "runs, including those whose folders are not here).",
         "",
         "Test metrics of the best-on-validation checkpoint, mean ± sample std over the seeds that finished (n). The italic "
         "`majority label` row is the trivial reference computed from the data: the training split's most frequent label "

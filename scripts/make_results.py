@@ -188,7 +188,10 @@ def real_section(args: argparse.Namespace) -> list[str]:
         lines += ["", f"### {dataset} ({what}; `{os.path.relpath(out, REPO)}`)", "", *result.tables.sections[dataset]]
         have = {r["model"] for r in result.results}
         if have and have != set(models):
-            lines += ["", f"No finished run in this folder: {', '.join(m for m in models if m not in have)}."]
+            lines += ["", f"No finished run of today's config in this folder: {', '.join(m for m in models if m not in have)}."]
+        stale = [f"{p.spec.model} seed {p.spec.seed}" for p in result.planned if p.status == "stale"]
+        if stale:
+            lines += ["", f"Trained with another config than today's (a preset changed since; not tabulated): {', '.join(stale)}."]
         unfinished = [f"{p.spec.model} seed {p.spec.seed} ({p.status})" for p in result.planned if p.spec.model in have and p.status != "complete"]
         if unfinished:
             lines += ["", f"Not finished (the benchmark command above trains or resumes them): {', '.join(unfinished)}."]

@@ -41,8 +41,8 @@ from mmer import config as cfglib
 from mmer.benchmark import grid
 from mmer.benchmark.results import majority_reference
 from mmer.benchmark.runner import BenchmarkSpec, run_benchmark, tabulate
-from mmer.data.load import load_dataset
 from mmer.benchmark.tables import HEADERS
+from mmer.data.load import load_dataset
 from mmer.io import write_text
 from mmer.registry import MODELS
 from mmer.report.builder import FIGURES, build_report

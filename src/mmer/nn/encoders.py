@@ -116,49 +116,58 @@ class InputEmbedding(nn.Module):
 
 
 class _DropoutAttention(torch.autograd.Function):
-    """out = Dropout_p(softmax(q k^T / sqrt(dh) + bias)) v, keeping for the backward pass only q, k, v, the rows'
-    log-sum-exp and the dropout mask as bools; the probabilities are recomputed there.
+    """out = Dropout_p(softmax(q k^T / sqrt(dh) + bias)) v, keeping for the backward pass only q, k, v, the output,
+    the rows' log-sum-exp and the dropout mask as bytes; the probabilities are recomputed there.
 
     With dropout, PyTorch's CPU attention falls back to its math path, whose graph keeps about five
     probability-sized float tensors per layer (~35 MB per layer at batch 64 x 8 heads x 60 x 60); this keeps ~2 MB.
     Both passes run over chunks of samples, so the probability-sized temporaries stay below ~16 MB each (TAILOR's
     240-token cross-modal encoder would otherwise need ~120 MB per temporary). The mask is `nn.dropout.keep_mask`.
+
+    The passes over probability-sized tensors are what costs on CPU, so there are as few as possible: the scale is
+    folded into q, the softmax normaliser and the dropout scale are applied to the [Lq, dh] outputs instead of the
+    [Lq, Lk] probabilities, and the backward pass uses FlashAttention's identity
+    sum_j dP_ij P_ij = dO_i . O_i (dropout included), so it never forms dP * P.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, p: float) -> Tensor:  # type: ignore[override]
         b, h, lq, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[2]
-        scale = q.shape[-1] ** -0.5
         chunk = max(1, _ATTENTION_CHUNK_ELEMENTS // (h * lq * lk))  # samples per chunk
+        q = (q * q.shape[-1] ** -0.5).contiguous()  # [B, h, Lq, dh], scaled once: S = q k^T
+        k, v = k.contiguous(), v.contiguous()  # used twice in backward: one copy, not one per matmul
         bias = bias.expand(b, *bias.shape[1:])
         keep = keep_mask((b, h, lq, lk), p, q.device)  # uint8 0/1
         out = q.new_empty(b, h, lq, v.shape[-1])
         log_norm = q.new_empty(b, h, lq, 1)
         for rows in (slice(s, s + chunk) for s in range(0, b, chunk)):
-            scores = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows])  # [c, h, Lq, Lk]
-            torch.logsumexp(scores, dim=-1, keepdim=True, out=log_norm[rows])
-            probs = scores.sub_(log_norm[rows]).exp_().mul_(keep[rows])
-            torch.matmul(probs, v[rows], out=out[rows])
+            weights = torch.matmul(q[rows], k[rows].transpose(-1, -2)).add_(bias[rows])  # scores [c, h, Lq, Lk]
+            top = weights.amax(dim=-1, keepdim=True)
+            weights.sub_(top).exp_()  # unnormalised probabilities
+            total = weights.sum(dim=-1, keepdim=True)  # [c, h, Lq, 1]
+            torch.matmul(weights.mul_(keep[rows]), v[rows], out=out[rows])
+            out[rows] /= total
+            log_norm[rows] = total.log_().add_(top)
         out.mul_(keep_scale(p))
-        ctx.save_for_backward(q, k, v, bias, log_norm, keep)
-        ctx.p, ctx.scale, ctx.chunk = p, scale, chunk
+        ctx.save_for_backward(q, k, v, bias, log_norm, keep, out)
+        ctx.p, ctx.chunk = p, chunk
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        q, k, v, bias, log_norm, keep = ctx.saved_tensors
-        scale, inv_keep = ctx.scale, keep_scale(ctx.p)
+        q, k, v, bias, log_norm, keep, out = ctx.saved_tensors  # q is scaled
+        grad_out = grad_out * keep_scale(ctx.p)  # the dropout scale, on [B, h, Lq, dh] rather than on dP
+        row_dot = (grad_out * out).sum(dim=-1, keepdim=True) / keep_scale(ctx.p)  # sum_j dP_ij P_ij = dO_i . O_i
         grad_q, grad_k, grad_v = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
         for rows in (slice(s, s + ctx.chunk) for s in range(0, q.shape[0], ctx.chunk)):
-            probs = torch.matmul(q[rows], k[rows].transpose(-1, -2)).mul_(scale).add_(bias[rows]).sub_(log_norm[rows]).exp_()
-            dropped = (probs * keep[rows]).mul_(inv_keep)
-            torch.matmul(dropped.transpose(-1, -2), grad_out[rows], out=grad_v[rows])
-            grad_probs = torch.matmul(grad_out[rows], v[rows].transpose(-1, -2)).mul_(keep[rows]).mul_(inv_keep)
-            # softmax backward: dS = P * (dP - sum_j dP_j P_j), then S = q k^T * scale
-            grad_scores = grad_probs.sub_((grad_probs * probs).sum(dim=-1, keepdim=True)).mul_(probs).mul_(scale)
+            probs = torch.matmul(q[rows], k[rows].transpose(-1, -2)).add_(bias[rows]).sub_(log_norm[rows]).exp_()
+            kept = keep[rows].to(probs.dtype)  # one conversion, used twice
+            torch.matmul((probs * kept).transpose(-1, -2), grad_out[rows], out=grad_v[rows])
+            # softmax backward: dS = P * (dP - sum_j dP_j P_j) with dP = dropout'(dO v^T)
+            grad_scores = torch.matmul(grad_out[rows], v[rows].transpose(-1, -2)).mul_(kept).sub_(row_dot[rows]).mul_(probs)
             torch.matmul(grad_scores, k[rows], out=grad_q[rows])
             torch.matmul(grad_scores.transpose(-1, -2), q[rows], out=grad_k[rows])
-        return grad_q, grad_k, grad_v, None, None
+        return grad_q.mul_(q.shape[-1] ** -0.5), grad_k, grad_v, None, None
 
 
 def dropout_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, p: float) -> Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from mmer.benchmark.results import majority_reference
 from mmer.benchmark.runner import BenchmarkSpec, tabulate
@@ -214,3 +215,20 @@ def test_bad_arguments_fail_before_anything_trains(tmp_path, monkeypatch, capsys
     fits = FitCalls(monkeypatch)
     assert main([*GRID, "--out", str(tmp_path / "b"), *extra]) == 2
     assert message in capsys.readouterr().err and fits.calls == []
+
+
+def test_option_added_after_a_run_keeps_the_run_unless_it_is_changed(tmp_path, capsys):
+    """A saved config that lacks a key the code now has (a newer option) is still this grid's run when the key is
+    at its default; setting the key to anything else makes the run stale."""
+    out = tmp_path / "b"
+    args = ["benchmark", "--models", "baseline", "--datasets", "engine-toy", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    saved = out / "runs" / "engine-toy" / "baseline" / "seed1" / rundir.CONFIG
+    cfg = yaml.safe_load(saved.read_text())
+    del cfg["model"]["dropout"]  # as if the run predates the option
+    saved.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "complete, skipped" in capsys.readouterr().out
+    assert main([*args, "--set", "model.dropout=0.2"]) == 1
+    assert "model.dropout None -> 0.2" in capsys.readouterr().err

@@ -126,7 +126,8 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
         return "new", ""
     saved = run_dir / rundir.CONFIG
     if saved.is_file():
-        diff = config_difference(yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(cfg.to_yaml()))
+        defaults = cfglib.default_dict(cfg.model_name, cfg.data.name)
+        diff = config_difference(yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(cfg.to_yaml()), defaults)
         if diff:
             return "stale", (
                 f"{run_dir} was trained with a different config ({diff}); "
@@ -142,10 +143,18 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     return "blocked", f"{run_dir} holds {', '.join(sorted(names))} but no {rundir.LAST}; move it away to retrain"
 
 
-def config_difference(saved: dict[str, Any], wanted: dict[str, Any], limit: int = 3) -> str:
-    """'train.epochs 3 -> 5, ...' for the keys whose values differ ('' when equal)."""
+def config_difference(saved: dict[str, Any], wanted: dict[str, Any], defaults: dict[str, Any] | None = None, limit: int = 3) -> str:
+    """'train.epochs 3 -> 5, ...' for the keys whose values differ ('' when equal).
+
+    A key the saved config lacks is no difference when `wanted` leaves it at its code default (`defaults`, a
+    config dict): it is an option added to the code after the run, and new options default to the old behaviour.
+    """
     a, b = _flatten(saved), _flatten(wanted)
-    keys = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    known = _flatten(defaults or {})
+    keys = [
+        k for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k) and not (k not in a and k in known and b.get(k) == known[k])
+    ]
     shown = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:limit]]
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 

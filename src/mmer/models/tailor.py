@@ -120,6 +120,7 @@ class TAILORConfig(ModelConfig):
     concat_order: Literal["paper", "code"] = "paper"
     modality_token_embeddings: bool = True  # false: Table 3 (8) "w/o MTE"
     recompute_cross: bool = True  # memory only: recompute each CME layer in the backward pass (same gradients)
+    recompute_unimodal: bool = False  # memory only: the same for the uni-modal extractors' layers (slower step)
     # label-guided decoder (Eq. 9-15)
     decoder: Literal["label_guided", "identical"] = "label_guided"  # identical: Table 3 (9)
     label_correlation: bool = True  # label self-attention (Eq. 9-12); false with the next: Table 3 (10) "w/ LE"
@@ -415,7 +416,7 @@ class TAILOR(MMERModel):
             if self.target_marker is not None:
                 h = self.target_marker(h, batch.party)
             for layer in encoder.layers:
-                h = layer(h, mask)
+                h = self._run_layer(layer, h, mask, self.cfg.recompute_unimodal)
             hidden.append(h)
             out_masks.append(mask)
         length = max(h.shape[1] for h in hidden)
@@ -449,14 +450,19 @@ class TAILOR(MMERModel):
         return fused
 
     def _cross_encode(self, cme: TransformerEncoder, x: Tensor, mask: Tensor, type_ids: Tensor | None) -> Tensor:
-        """One CME; with `recompute_cross` each layer's activations are recomputed in the backward pass instead of
-        kept (activation checkpointing: the RNG state is restored, so dropout masks and gradients are unchanged)."""
-        if not (self.training and self.cfg.recompute_cross and torch.is_grad_enabled()):
-            return cme(x, mask, type_ids)
+        """One CME [B, N, d], its layers run by `_run_layer` under `recompute_cross`."""
         h = cme.embedding(x, type_ids)  # [B, N, d]
         for layer in cme.layers:
-            h = checkpoint(layer, h, mask, use_reentrant=False, context_fn=_save_linear_outputs)
+            h = self._run_layer(layer, h, mask, self.cfg.recompute_cross)
         return h
+
+    def _run_layer(self, layer: nn.Module, h: Tensor, mask: Tensor, recompute: bool) -> Tensor:
+        """layer(h, mask); with `recompute` in training, the layer keeps only the results of its matrix products
+        and recomputes the rest in the backward pass (activation checkpointing: the RNG state is restored, so
+        dropout masks and gradients are unchanged)."""
+        if not (recompute and self.training and torch.is_grad_enabled()):
+            return layer(h, mask)
+        return checkpoint(layer, h, mask, use_reentrant=False, context_fn=_save_linear_outputs)
 
     def decode(self, memory: Tensor, memory_mask: Tensor) -> Tensor:
         """Label-guided decoder and per-label classifiers (Eq. 9-15), or the identical head: logits [B, C]."""

@@ -10,11 +10,6 @@ import torch
 
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec, ModalitySpec
-from mmer.engine.memory import release_freed_memory
-
-# measure the process `mmer train` runs: the trainer returns freed tensor memory to the system (engine/memory.py);
-# speed figures dated before 2026-12-04 were measured without this and read higher peak memory
-release_freed_memory()
 
 SPEC = DataSpec(
     "mosei-aligned",

@@ -156,8 +156,8 @@ class _DropoutAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         q, k, v, bias, log_norm, keep, out = ctx.saved_tensors  # q is scaled
+        row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # sum_j dP_ij P_ij = dO_i . O_i  [B, h, Lq, 1]
         grad_out = grad_out * keep_scale(ctx.p)  # the dropout scale, on [B, h, Lq, dh] rather than on dP
-        row_dot = (grad_out * out).sum(dim=-1, keepdim=True) / keep_scale(ctx.p)  # sum_j dP_ij P_ij = dO_i . O_i
         grad_q, grad_k, grad_v = q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
         for rows in (slice(s, s + ctx.chunk) for s in range(0, q.shape[0], ctx.chunk)):
             probs = torch.matmul(q[rows], k[rows].transpose(-1, -2)).add_(bias[rows]).sub_(log_norm[rows]).exp_()

@@ -14,6 +14,7 @@ reference/official_speed.md measured the official code (kniter1/TAILOR: 8.85 tra
 
     .venv/bin/python benchmarks/tailor_speed.py                    # train + infer (+ flops), JSON to benchmarks/results/
     .venv/bin/python benchmarks/tailor_speed.py --only train --repeats 1 --set model.classifier=shared
+    .venv/bin/python benchmarks/tailor_speed.py --only train --set train.release_memory=true --set model.recompute_unimodal=true
     .venv/bin/python benchmarks/tailor_speed.py --profile train    # one step under torch.profiler (top ops)
     .venv/bin/python benchmarks/tailor_speed.py --one train        # one measurement in this process
 """
@@ -36,6 +37,7 @@ from lightning_fabric import Fabric
 from mmer import config as cfglib
 from mmer.data.batch import Batch
 from mmer.engine.context import StepContext
+from mmer.engine.memory import release_freed_memory
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.tailor import TAILOR
 from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
@@ -108,6 +110,8 @@ def flops_per_sample(model: TAILOR, batch_size: int = 8) -> dict[str, float]:
 def run_one(mode: str, overrides: list[str]) -> dict[str, Any]:
     torch.set_num_threads(2)
     model, cfg = build(overrides)
+    if cfg.train.release_memory:  # what `mmer train` does with this key (engine/memory.py)
+        release_freed_memory()
     load_before = os.getloadavg()[0]
     cpu_before = time.process_time()
     out: dict[str, Any] = {"mode": mode, "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}

@@ -51,6 +51,7 @@ class TrainConfig:
     eps: float = 1e-8
     schedule: Literal["constant", "warmup_linear", "warmup_cosine", "epoch_warmup_cosine"] = "warmup_linear"
     warmup: float = 0.1  # fraction of all steps (per-step schedules) or number of epochs (epoch_warmup_cosine)
+    warmup_steps: int = 0  # per-step schedules: if > 0, warm up over this many updates instead of the fraction `warmup`
     warmup_start_lr: float = 0.0  # epoch_warmup_cosine: lr at epoch 0
     grad_clip: float | None = 1.0  # global L2 norm clip; null = off
     select_metric: str = "micro_f1"  # validation metric that picks best.pt
@@ -62,6 +63,7 @@ class TrainConfig:
     devices: int = 1  # processes per node (data parallel when > 1)
     num_nodes: int = 1
     threads: int = 0  # torch intra-op threads per process; 0 = torch default
+    release_memory: bool = False  # return freed tensors to the OS (glibc): lower peak RSS, slower steps (engine/memory.py)
 
 
 @dataclass

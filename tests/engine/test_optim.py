@@ -5,6 +5,7 @@ import torch
 
 from mmer.config import TrainConfig
 from mmer.engine.optim import BertAdam, build_scheduler, lr_factor
+from mmer.errors import ConfigError
 
 
 def test_bertadam_matches_hand_computed_update_without_bias_correction():
@@ -73,3 +74,28 @@ def test_scheduler_drives_the_optimizer_lr():
         sched.step()
     assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.5])
     assert not math.isnan(lrs[0])
+
+
+def test_warmup_steps_counts_updates_whatever_the_run_length():
+    # AMP's paper warms up over 10 iterations: the same 10 updates for a 100- or a 1000-update run
+    for total in (100, 1000):
+        cfg = TrainConfig(schedule="warmup_cosine", warmup=0.5, warmup_steps=10)
+        assert lr_factor(cfg, 0, total, 10) == 0.0
+        assert lr_factor(cfg, 5, total, 10) == pytest.approx(0.5)
+        assert lr_factor(cfg, 10, total, 10) == pytest.approx(1.0)
+        assert lr_factor(cfg, total, total, 10) == pytest.approx(0.0, abs=1e-12)
+    # longer than the run: the whole run is warm-up
+    assert lr_factor(TrainConfig(schedule="warmup_linear", warmup_steps=50), 10, 20, 10) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (TrainConfig(warmup_steps=-1), "train.warmup_steps must be >= 0"),
+        (TrainConfig(schedule="epoch_warmup_cosine", warmup_steps=10), "counts its warm-up in epochs"),
+    ],
+)
+def test_bad_warmup_steps_is_refused(cfg, message):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ConfigError, match=message):
+        build_scheduler(opt, cfg, total_steps=10, steps_per_epoch=5)

@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmer.config import TrainConfig
+from mmer.errors import ConfigError
 
 
 class BertAdam(Optimizer):
@@ -92,7 +93,7 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
     if cfg.schedule == "epoch_warmup_cosine":
         return _epoch_warmup_cosine(cfg, step // max(steps_per_epoch, 1)) / cfg.lr
     x = step / max(total_steps, 1)
-    w = cfg.warmup
+    w = min(cfg.warmup_steps / max(total_steps, 1), 1.0) if cfg.warmup_steps > 0 else cfg.warmup
     if x < w:
         return x / w
     if cfg.schedule == "warmup_linear":
@@ -114,4 +115,8 @@ def _epoch_warmup_cosine(cfg: TrainConfig, epoch: int) -> float:
 
 
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> LambdaLR:
+    if cfg.warmup_steps < 0:
+        raise ConfigError(f"train.warmup_steps must be >= 0 (0 = use the fraction train.warmup), got {cfg.warmup_steps}")
+    if cfg.warmup_steps and cfg.schedule == "epoch_warmup_cosine":
+        raise ConfigError("train.warmup_steps applies to per-step schedules; epoch_warmup_cosine counts its warm-up in epochs (train.warmup)")
     return LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch))

@@ -100,6 +100,7 @@ def run(preset: str, size: str, seed: int | None) -> dict[str, dict[str, float]]
             probs[f"ceiling_without_{m}"] = party_posterior(d.world, test, "inferred", kept)
         summaries = party_summaries
     else:
+        probs["late_fusion"] = dyadic_posterior(d.world, test, fusion="late")
         probs["ceiling"] = dyadic_posterior(d.world, test)
         for m in dyadic.MODALITIES:
             probs[f"ceiling_{m}_only"] = dyadic_posterior(d.world, test, [m])

@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         "engine defaults (docs/engine.md), which the epoch budget above may not bring to convergence: see its training curves.",
         "- Every score is a test metric of the best-on-validation checkpoint: mean ± sample std over seeds (ddof=1). "
         "Rows in italics are the dataset's reference points (docs/synthetic.md): `chance`, `target_only` (an oracle without "
-        "context), `ceiling` (the Bayes oracle); read a model's score between them.",
+        "context), `late_fusion` (an oracle that never lines up the modalities' steps; runs trained before 2026-12-05 do not "
+        "store it), `ceiling` (the Bayes oracle); read a model's score between them.",
         '- Real data (music-emotions, mosei-text, meld; the same networks through their real-data presets): '
         '"Results on real data" below; the data and the commands are in docs/real_data.md.',
     ]

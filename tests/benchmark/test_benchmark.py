@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mmer.benchmark.results import majority_reference
+from mmer.benchmark.results import majority_reference, merge_reference_points
 from mmer.benchmark.runner import BenchmarkSpec, tabulate
 from mmer.benchmark.stats import paired_difference
 from mmer.cli import main
@@ -232,3 +232,14 @@ def test_option_added_after_a_run_keeps_the_run_unless_it_is_changed(tmp_path, c
     assert "complete, skipped" in capsys.readouterr().out
     assert main([*args, "--set", "model.dropout=0.2"]) == 1
     assert "model.dropout None -> 0.2" in capsys.readouterr().err
+
+
+def test_reference_points_of_runs_are_merged_by_name():
+    chance, ceiling, late = {"micro_f1": 0.27}, {"micro_f1": 0.785}, {"micro_f1": 0.764}
+    old_run, new_run = {"chance": chance, "ceiling": ceiling}, {"chance": chance, "late_fusion": late, "ceiling": ceiling}
+    # a run from before a reference existed does not hide it, nor the others
+    assert merge_reference_points([old_run, new_run]) == new_run
+    assert list(merge_reference_points([old_run, new_run])) == ["chance", "late_fusion", "ceiling"]
+    assert merge_reference_points([]) == {}
+    # the same name with different values means different data: no references at all
+    assert merge_reference_points([old_run, {"chance": {"micro_f1": 0.30}}]) is None

@@ -235,6 +235,7 @@ def test_dyadic_posterior_matches_brute_force_enumeration():
     features = {m: world.emissions[m].sample(active, rng) * real[None, :, None] for m in dyadic.MODALITIES}
     split = dyadic.to_split(dyadic.DyadicSamples(emotions, active, lengths, features), "test")
     fast = dyadic_posterior(world, split)
+    fast_late = dyadic_posterior(world, split, fusion="late")
 
     configs = world.labels.configs  # [M, C] candidate label sets
     patterns = np.array([[(a >> j) & 1 for j in range(c)] for a in range(2**c)], dtype=float)  # [A, C]
@@ -243,18 +244,26 @@ def test_dyadic_posterior_matches_brute_force_enumeration():
     inside = (patterns[None] <= configs[:, None]).all(-1)  # [M, A]
     q = world.activation
     step_given_e = np.where(inside, np.log(q) * patterns.sum(1) + np.log(1 - q) * (configs.sum(1)[:, None] - patterns.sum(1)), -np.inf)
+
+    def log_evidence(i: int, modalities: tuple[str, ...]) -> np.ndarray:
+        """[M] log p(x of `modalities` | e) for sample i, summing the two steps' shared activations explicitly."""
+        obs = [
+            sum(norm.logpdf(split.features[m][i, t].double().numpy(), world.emissions[m].mean(patterns), world.emissions[m].noise).sum(1) for m in modalities)
+            for t in range(steps)
+        ]  # [A] per step
+        joint = (step_given_e + obs[0])[:, :, None] + (step_given_e + obs[1])[:, None, :]  # [M, A, A]
+        return logsumexp(joint.reshape(len(configs), -1), axis=1)
+
+    def posterior(log_e: np.ndarray) -> np.ndarray:
+        return np.exp(log_e - logsumexp(log_e)) @ configs
+
     for i in range(3):
-        obs = []
-        for t in range(steps):
-            obs.append(sum(
-                norm.logpdf(split.features[m][i, t].double().numpy(), world.emissions[m].mean(patterns), world.emissions[m].noise).sum(1)
-                for m in dyadic.MODALITIES
-            ))  # [A]
-        # joint over (e, a_1, a_2), summed explicitly
-        joint = prior[:, None, None] + (step_given_e + obs[0])[:, :, None] + (step_given_e + obs[1])[:, None, :]
-        log_e = logsumexp(joint.reshape(len(configs), -1), axis=1)
-        brute = np.exp(log_e - logsumexp(log_e)) @ configs
-        np.testing.assert_allclose(fast[i], brute, atol=1e-8)
+        np.testing.assert_allclose(fast[i], posterior(prior + log_evidence(i, dyadic.MODALITIES)), atol=1e-8)
+        late = prior + sum(log_evidence(i, (m,)) for m in dyadic.MODALITIES)  # each modality its own activations
+        np.testing.assert_allclose(fast_late[i], posterior(late), atol=1e-8)
+    assert not np.allclose(fast, fast_late)
+    with pytest.raises(ValueError, match="fusion must be 'joint' or 'late'"):
+        dyadic_posterior(world, split, fusion="early")
 
 
 def test_references_are_the_oracles_scores_and_ordered(tiny_party, tiny_dyadic):
@@ -268,6 +277,9 @@ def test_references_are_the_oracles_scores_and_ordered(tiny_party, tiny_dyadic):
         assert ref["ceiling"]["micro_f1"] > ref["chance"]["micro_f1"] + 0.2
         assert 0.1 < ref["chance"]["micro_f1"] < 0.4
     assert tiny_party.reference["target_only"]["micro_f1"] > tiny_party.reference["chance"]["micro_f1"]
+    y = tiny_dyadic.splits["test"].labels.numpy().astype(int)
+    late = dyadic_posterior(dyadic.dyadic_world(), tiny_dyadic.splits["test"], fusion="late")
+    assert tiny_dyadic.reference["late_fusion"] == oracle_scores(late, y, dyadic.EMOTIONS)
 
 
 def test_context_is_worth_a_clear_margin_on_party():

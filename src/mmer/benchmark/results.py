@@ -90,6 +90,18 @@ def reference_points(run_dir: Path) -> dict[str, dict[str, float]]:
     return points
 
 
+def merge_reference_points(per_run: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]] | None:
+    """The reference points of one dataset over its runs: the union of their names (a run trained before a
+    reference was added lacks it), or None when two runs give the same name different values (different data).
+    The names keep the order of the run that has the most of them (the generator's order: chance ... ceiling)."""
+    merged: dict[str, dict[str, float]] = {}
+    for points in sorted(per_run, key=len, reverse=True):
+        for name, values in points.items():
+            if merged.setdefault(name, values) != values:
+                return None
+    return merged
+
+
 def majority_reference(bundle: DatasetBundle, split: str = "test") -> dict[str, dict[str, float]]:
     """The trivial reference of real data: predict the training split's most frequent label (alone) for every
     sample of `split`. Returns {"majority label: <name>": {metric: value}}, the form of `reference_points`."""

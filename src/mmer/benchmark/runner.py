@@ -21,7 +21,7 @@ from typing import Any
 
 from mmer.benchmark import grid, summary
 from mmer.benchmark.ablations import AblationTable, load_ablation_file
-from mmer.benchmark.results import collect_row, reference_points, write_results
+from mmer.benchmark.results import collect_row, merge_reference_points, reference_points, write_results
 from mmer.benchmark.tables import LAYOUTS, STD_NOTE, Table, layout_for, tables_csv, to_latex, to_markdown
 from mmer.data.dataset import DataSpec
 from mmer.engine import rundir
@@ -209,10 +209,10 @@ def _dataset_info(planned: list[grid.PlannedRun], dataset: str) -> tuple[DataSpe
     if not done:
         return None, {}, ""
     spec = DataSpec.from_dict(load_checkpoint(done[0] / rundir.BEST)["data_spec"])
-    refs = [reference_points(d) for d in done]
-    if any(r != refs[0] for r in refs):
+    refs = merge_reference_points([reference_points(d) for d in done])
+    if refs is None:
         return spec, {}, f"Reference points differ between runs on {dataset} (different data options?); see each run_info.json."
-    return spec, refs[0], ""
+    return spec, refs, ""
 
 
 @dataclass

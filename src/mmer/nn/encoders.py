@@ -138,15 +138,16 @@ class _DropoutAttention(torch.autograd.Function):
         k, v = k.contiguous(), v.contiguous()  # used twice in backward: one copy, not one per matmul
         bias = bias.expand(b, *bias.shape[1:])
         keep = keep_mask((b, h, lq, lk), p, q.device)  # uint8 0/1
-        out = q.new_empty(b, h, lq, v.shape[-1])
+        # the output lives in the callers' merged-heads layout [B, Lq, h, dh], so their transpose + reshape is a
+        # view and the output projection's saved input shares this storage instead of a second copy of it
+        out = q.new_empty(b, lq, h, v.shape[-1]).transpose(1, 2)  # [B, h, Lq, dh]
         log_norm = q.new_empty(b, h, lq, 1)
         for rows in (slice(s, s + chunk) for s in range(0, b, chunk)):
             weights = torch.matmul(q[rows], k[rows].transpose(-1, -2)).add_(bias[rows])  # scores [c, h, Lq, Lk]
             top = weights.amax(dim=-1, keepdim=True)
             weights.sub_(top).exp_()  # unnormalised probabilities
             total = weights.sum(dim=-1, keepdim=True)  # [c, h, Lq, 1]
-            torch.matmul(weights.mul_(keep[rows]), v[rows], out=out[rows])
-            out[rows] /= total
+            out[rows] = torch.matmul(weights.mul_(keep[rows]), v[rows]).div_(total)
             log_norm[rows] = total.log_().add_(top)
         out.mul_(keep_scale(p))
         ctx.save_for_backward(q, k, v, bias, log_norm, keep, out)

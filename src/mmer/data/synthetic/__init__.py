@@ -81,6 +81,7 @@ def generate(preset: str, seed: int | None = None, size: str = "default") -> Dat
         reference["target_only"] = oracle_scores(party_posterior(d.world, test, "none"), y_test, names)
         reference["ceiling"] = oracle_scores(party_posterior(d.world, test, "inferred"), y_test, names)
     else:
+        reference["late_fusion"] = oracle_scores(dyadic_posterior(d.world, test, fusion="late"), y_test, names)
         reference["ceiling"] = oracle_scores(dyadic_posterior(d.world, test), y_test, names)
     bundle = DatasetBundle(spec, splits, f"generated in memory: {preset} size={size} seed={d.seed}", reference)
     bundle.validate()

@@ -150,8 +150,17 @@ def party_posterior(
 
 
 @threadpool_limits.wrap(limits=1, user_api="blas")
-def dyadic_posterior(world: DyadicWorld, split: SplitData, modalities: Sequence[str] | None = None) -> np.ndarray:
-    """[N, C] exact posterior probability of each label."""
+def dyadic_posterior(
+    world: DyadicWorld, split: SplitData, modalities: Sequence[str] | None = None, fusion: str = "joint"
+) -> np.ndarray:
+    """[N, C] posterior probability of each label.
+
+    fusion: 'joint' (exact: a step's activation pattern is shared by its modalities) or 'late' (each modality's
+    likelihood p(x_m | e) marginalises its own activations, and the modalities are multiplied as if independent
+    given e: the best a model can do that never lines up the modalities' steps).
+    """
+    if fusion not in ("joint", "late"):
+        raise ValueError(f"fusion must be 'joint' or 'late', got {fusion!r}")
     labels, q = world.labels, world.activation
     configs = labels.configs  # [M, C] label configurations e
     patterns = all_configs(labels.num_labels, include_empty=True)  # [A, C] activation patterns a of one step
@@ -159,13 +168,21 @@ def dyadic_posterior(world: DyadicWorld, split: SplitData, modalities: Sequence[
     on, total = patterns.sum(axis=1)[None, :], configs.sum(axis=1)[:, None]
     weight = np.where(inside, q**on * (1 - q) ** (total - on), 0.0)  # [M, A] p(a | e)
     rows = split.clip_index.numpy()
-    step_loglik = 0.0
-    for m in list(split.features) if modalities is None else modalities:
-        x = split.features[m].numpy()[rows].astype(np.float64)  # [N, L, D]
-        step_loglik = step_loglik + world.emissions[m].loglik(x, patterns)  # [N, L, A]
-    top = step_loglik.max(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        per_step = np.log(np.exp(step_loglik - top) @ weight.T) + top  # [N, L, M]
     real = split.masks[next(iter(split.masks))].numpy()[rows][:, :, None]  # [N, L, 1]
-    loglik = np.where(real, per_step, 0.0).sum(axis=1)  # [N, M]
+
+    def sequence_loglik(step_loglik: np.ndarray) -> np.ndarray:
+        """[N, L, A] log p(x_t | a) -> [N, M] sum over real steps of log sum_a p(a | e) p(x_t | a)."""
+        top = step_loglik.max(axis=-1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            per_step = np.log(np.exp(step_loglik - top) @ weight.T) + top  # [N, L, M]
+        return np.where(real, per_step, 0.0).sum(axis=1)
+
+    per_modality = [
+        world.emissions[m].loglik(split.features[m].numpy()[rows].astype(np.float64), patterns)  # [N, L, A]
+        for m in (list(split.features) if modalities is None else modalities)
+    ]
+    if fusion == "joint":
+        loglik = sequence_loglik(sum(per_modality))
+    else:
+        loglik = sum(sequence_loglik(step) for step in per_modality)
     return labels.marginals(loglik + labels.logits(world.base_bias))

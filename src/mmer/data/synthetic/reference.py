@@ -3,8 +3,10 @@
 - `chance`: each label predicted on at random with its training-set rate (independent Bernoulli draws from a
   fixed seed; `CHANCE_DRAWS` draws pooled into one evaluation).
 - `target_only` (synth-party): the oracle that sees only the target token (see `oracle.py`).
+- `late_fusion` (synth-dyadic): the oracle that combines the modalities without lining up their steps.
 - `ceiling`: the oracle that knows every generator parameter (exact for synth-dyadic, mean-field for synth-party).
-A model's scores are read between `chance` and `ceiling`; on synth-party, above `target_only` means it uses context.
+A model's scores are read between `chance` and `ceiling`; on synth-party, above `target_only` means it uses context;
+on synth-dyadic, only a model above `late_fusion` can be using the step alignment of the modalities.
 """
 
 from __future__ import annotations

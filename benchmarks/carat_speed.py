@@ -30,6 +30,7 @@ from lightning_fabric import Fabric
 from mmer import config as cfglib
 from mmer.data.batch import Batch
 from mmer.engine.context import StepContext
+from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.carat import CARAT
 from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
@@ -45,6 +46,7 @@ def build(overrides: list[str]) -> tuple[CARAT, cfglib.Config]:
 
 def run_train(overrides: list[str]) -> dict[str, float]:
     model, cfg = build(overrides)
+    apply_memory_option(cfg.train)  # as `mmer train` does
     fabric = Fabric(accelerator="cpu", devices=1)
     total = TRAIN_STEPS + WARMUP
     optimizer = build_optimizer(model, cfg.train)
@@ -81,6 +83,7 @@ def run_infer(overrides: list[str]) -> dict[str, float]:
 
 def profile(mode: str, overrides: list[str]) -> None:
     model, cfg = build(overrides)
+    apply_memory_option(cfg.train)  # as `mmer train` does
     fabric = Fabric(accelerator="cpu", devices=1)
     optimizer = build_optimizer(model, cfg.train)
     batches = make_batches(2)

@@ -32,6 +32,7 @@ from lightning_fabric import Fabric
 from mmer import config as cfglib
 from mmer.data.batch import Batch
 from mmer.engine.context import StepContext
+from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.io import write_json
 from mmer.models.ramer import RAMer
@@ -55,6 +56,7 @@ def autocast(precision: str) -> contextlib.AbstractContextManager:
 
 def run_train(overrides: list[str], precision: str) -> dict[str, float]:
     model, cfg = build(overrides)
+    apply_memory_option(cfg.train)  # as `mmer train` does
     fabric = Fabric(accelerator="cpu", devices=1)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, STEPS_PER_EPOCH * cfg.train.epochs, STEPS_PER_EPOCH)
@@ -92,6 +94,7 @@ def run_infer(overrides: list[str], precision: str) -> dict[str, float]:
 
 def profile(mode: str, overrides: list[str], precision: str) -> None:
     model, cfg = build(overrides)
+    apply_memory_option(cfg.train)  # as `mmer train` does
     fabric = Fabric(accelerator="cpu", devices=1)
     optimizer = build_optimizer(model, cfg.train)
     batches = make_batches(2)

@@ -37,7 +37,7 @@ from lightning_fabric import Fabric
 from mmer import config as cfglib
 from mmer.data.batch import Batch
 from mmer.engine.context import StepContext
-from mmer.engine.memory import release_freed_memory
+from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.tailor import TAILOR
 from mosei_shapes import BATCH, INFER_SAMPLES, SPEC, TRAIN_STEPS, WARMUP, make_batches, peak_gib
@@ -110,8 +110,7 @@ def flops_per_sample(model: TAILOR, batch_size: int = 8) -> dict[str, float]:
 def run_one(mode: str, overrides: list[str]) -> dict[str, Any]:
     torch.set_num_threads(2)
     model, cfg = build(overrides)
-    if cfg.train.release_memory:  # what `mmer train` does with this key (engine/memory.py)
-        release_freed_memory()
+    apply_memory_option(cfg.train)  # as `mmer train` does
     load_before = os.getloadavg()[0]
     cpu_before = time.process_time()
     out: dict[str, Any] = {"mode": mode, "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
@@ -134,6 +133,7 @@ def profile(mode: str, overrides: list[str], rows: int) -> None:
 
     torch.set_num_threads(2)
     model, cfg = build(overrides)
+    apply_memory_option(cfg.train)  # as `mmer train` does
     batches = make_batches(2)
     if mode == "train":
         train_steps(model, cfg, batches, 1, 0)

@@ -8,6 +8,9 @@ import textwrap
 
 import pytest
 
+from mmer.cli import main
+from mmer.engine import memory
+
 PROBE = textwrap.dedent(
     """
     import sys
@@ -45,11 +48,8 @@ def test_freed_tensors_are_returned_to_the_system():
 
 @pytest.mark.parametrize("flag", [False, True])
 def test_trainer_releases_memory_only_when_asked(tmp_path, monkeypatch, flag):
-    from mmer.cli import main
-    from mmer.engine import trainer
-
     calls = []
-    monkeypatch.setattr(trainer, "release_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: calls.append(1))
     args = ["train", "--model", "baseline", "--dataset", "engine-toy", "--quiet", "--epochs", "1", "--out", str(tmp_path / "r")]
     assert main([*args, "--set", f"train.release_memory={str(flag).lower()}"]) == 0
     assert calls == ([1] if flag else [])

@@ -17,6 +17,10 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the hint only: the module stays free of the config stack's imports (tests probe its malloc effects)
+    from mmer.config import TrainConfig
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
 MMAP_THRESHOLD_BYTES = 1 << 20  # 1 MiB: as low a peak as 64 KiB on TAILOR, with small tensors still on the heap
@@ -36,3 +40,8 @@ def release_freed_memory(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+
+
+def apply_memory_option(train: TrainConfig) -> bool:
+    """Do what `train.release_memory` asks of this process (the trainer and the speed benchmarks call this)."""
+    return release_freed_memory() if train.release_memory else False

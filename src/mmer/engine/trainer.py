@@ -34,7 +34,7 @@ from mmer.engine import rundir
 from mmer.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mmer.engine.context import StepContext
 from mmer.engine.fabric import average_gradients, broadcast_parameters, gather_rows, make_fabric
-from mmer.engine.memory import release_freed_memory
+from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.errors import DataError, DivergenceError
 from mmer.io import write_json, write_text
@@ -137,8 +137,7 @@ class _Fit:
         fabric.seed_everything(cfg.train.seed, verbose=False)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        if cfg.train.release_memory:
-            release_freed_memory()
+        apply_memory_option(cfg.train)
         start = time.time()
         self.bundle: DatasetBundle = load_dataset(cfg.data.name, cfg.data.root, cfg.data.options)
         self.spec = self.bundle.spec

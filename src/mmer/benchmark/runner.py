@@ -236,7 +236,7 @@ def build_tables(
     for dataset in spec.datasets:
         blocks = built.sections.setdefault(dataset, [])
         data_spec, references, note = _dataset_info(planned, dataset)
-        references = {**references, **(extra_references or {}).get(dataset, {})}
+        references = {**(extra_references or {}).get(dataset, {}), **references}  # the extra's order, the runs' values
         columns = layout_for(data_spec, spec.table_style)
         main = summary.main_table(results, dataset, spec.models, columns, references)
         if not main.rows:

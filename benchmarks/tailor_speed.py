@@ -14,7 +14,7 @@ reference/official_speed.md measured the official code (kniter1/TAILOR: 8.85 tra
 
     .venv/bin/python benchmarks/tailor_speed.py                    # train + infer (+ flops), JSON to benchmarks/results/
     .venv/bin/python benchmarks/tailor_speed.py --only train --repeats 1 --set model.classifier=shared
-    .venv/bin/python benchmarks/tailor_speed.py --only train --set train.release_memory=true --set model.recompute_unimodal=true
+    .venv/bin/python benchmarks/tailor_speed.py --only train --set train.release_memory=true --set model.recompute_cross=true --set model.recompute_unimodal=true
     .venv/bin/python benchmarks/tailor_speed.py --profile train    # one step under torch.profiler (top ops)
     .venv/bin/python benchmarks/tailor_speed.py --one train        # one measurement in this process
 """

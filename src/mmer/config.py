@@ -41,6 +41,11 @@ class DataConfig:
     options: Any = None  # the dataset's own options dataclass (see `mmer config show`)
 
 
+# dataclass field metadata of an option that changes only speed or memory, never a computed value (tested for each):
+# a run trained with another value of it is still the same run (`resource_only_keys`, the benchmark's stale check)
+RESOURCE_ONLY = {"resource_only": True}
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -63,7 +68,7 @@ class TrainConfig:
     devices: int = 1  # processes per node (data parallel when > 1)
     num_nodes: int = 1
     threads: int = 0  # torch intra-op threads per process; 0 = torch default
-    release_memory: bool = False  # return freed tensors to the OS (glibc): lower peak RSS, slower steps (engine/memory.py)
+    release_memory: bool = field(default=False, metadata=RESOURCE_ONLY)  # return freed tensors to the OS (glibc): lower peak RSS, slower steps (engine/memory.py)
 
 
 @dataclass
@@ -78,6 +83,16 @@ class Config:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def resource_only_keys(cfg: Config) -> set[str]:
+    """The dotted keys of `cfg` (e.g. "model.recompute_cross") whose fields carry `RESOURCE_ONLY`."""
+    keys: set[str] = set()
+    for section in ("model", "data", "train"):
+        options = getattr(cfg, section)
+        if dataclasses.is_dataclass(options):
+            keys |= {f"{section}.{f.name}" for f in dataclasses.fields(options) if f.metadata.get("resource_only")}
+    return keys
 
 
 # ----------------------------------------------------------------------------------------------- building

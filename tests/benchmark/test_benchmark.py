@@ -243,3 +243,21 @@ def test_reference_points_of_runs_are_merged_by_name():
     assert merge_reference_points([]) == {}
     # the same name with different values means different data: no references at all
     assert merge_reference_points([old_run, {"chance": {"micro_f1": 0.30}}]) is None
+
+
+def test_a_speed_or_memory_option_never_makes_a_run_stale(tmp_path, capsys):
+    """Options marked RESOURCE_ONLY (train.release_memory, TAILOR's recompute_*, AMP's activation_checkpointing)
+    change no computed value, so a run trained with another value of them is still this grid's run."""
+    from mmer import config as cfglib
+
+    out = tmp_path / "b"
+    args = ["benchmark", "--models", "baseline", "--datasets", "engine-toy", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    assert main([*args, "--set", "train.release_memory=true"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "complete, skipped" in capsys.readouterr().out
+    tailor = cfglib.resolve("tailor", "synth-dyadic", None, [], {})
+    amp = cfglib.resolve("amp", "synth-dyadic", None, [], {})
+    assert {"model.recompute_cross", "model.recompute_unimodal", "train.release_memory"} <= cfglib.resource_only_keys(tailor)
+    assert "model.activation_checkpointing" in cfglib.resource_only_keys(amp)
+    assert "train.threads" not in cfglib.resource_only_keys(tailor)  # other thread counts reorder float sums

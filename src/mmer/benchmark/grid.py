@@ -127,7 +127,9 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     saved = run_dir / rundir.CONFIG
     if saved.is_file():
         defaults = cfglib.default_dict(cfg.model_name, cfg.data.name)
-        diff = config_difference(yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(cfg.to_yaml()), defaults)
+        diff = config_difference(
+            yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(cfg.to_yaml()), defaults, ignore=cfglib.resource_only_keys(cfg)
+        )
         if diff:
             return "stale", (
                 f"{run_dir} was trained with a different config ({diff}); "
@@ -143,17 +145,21 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     return "blocked", f"{run_dir} holds {', '.join(sorted(names))} but no {rundir.LAST}; move it away to retrain"
 
 
-def config_difference(saved: dict[str, Any], wanted: dict[str, Any], defaults: dict[str, Any] | None = None, limit: int = 3) -> str:
+def config_difference(
+    saved: dict[str, Any], wanted: dict[str, Any], defaults: dict[str, Any] | None = None, limit: int = 3, ignore: set[str] | None = None
+) -> str:
     """'train.epochs 3 -> 5, ...' for the keys whose values differ ('' when equal).
 
     A key the saved config lacks is no difference when `wanted` leaves it at its code default (`defaults`, a
     config dict): it is an option added to the code after the run, and new options default to the old behaviour.
+    Keys in `ignore` (options that change only speed or memory: `config.resource_only_keys`) are never a difference.
     """
     a, b = _flatten(saved), _flatten(wanted)
     known = _flatten(defaults or {})
+    ignore = ignore or set()
     keys = [
         k for k in sorted(a.keys() | b.keys())
-        if a.get(k) != b.get(k) and not (k not in a and k in known and b.get(k) == known[k])
+        if a.get(k) != b.get(k) and k not in ignore and not (k not in a and k in known and b.get(k) == known[k])
     ]
     shown = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:limit]]
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from mmer.config import ModelConfig
+from mmer.config import RESOURCE_ONLY, ModelConfig
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
 from mmer.errors import ConfigError
@@ -99,7 +99,7 @@ class AMPConfig(ModelConfig):
     masks: bool = True  # respect padding masks (false = code: every token is data)
     learned_positions: bool = False  # learned position table per modality (not in the paper or the used code)
     modality_embeddings: bool = False  # learned modality vector added before E^m (the code's unused NEMu design)
-    activation_checkpointing: bool = False  # recompute the uni-modal encoders in backward: less memory, more compute
+    activation_checkpointing: bool = field(default=False, metadata=RESOURCE_ONLY)  # recompute the uni-modal encoders in backward: less memory, more compute
     exclude_modalities: list[str] = field(default_factory=list)  # ablation "-E^x and x^x"
     fusion_encoder: bool = True  # false: ablation "-E^m" (D reads the concatenated uni-modal outputs)
     decoder: bool = True  # false: ablation "-D" (linear classifier over E^m's masked mean)

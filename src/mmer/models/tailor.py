@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, SelectiveCheckpointContext, checkpoint, create_selective_checkpoint_contexts
 
-from mmer.config import ModelConfig
+from mmer.config import RESOURCE_ONLY, ModelConfig
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
 from mmer.errors import ConfigError, unknown_name
@@ -119,8 +119,10 @@ class TAILORConfig(ModelConfig):
     fusion_order: list[str] = field(default_factory=list)  # [] = paper: visual, audio, text (then others), common
     concat_order: Literal["paper", "code"] = "paper"
     modality_token_embeddings: bool = True  # false: Table 3 (8) "w/o MTE"
-    recompute_cross: bool = True  # memory only: recompute each CME layer in the backward pass (same gradients)
-    recompute_unimodal: bool = False  # memory only: the same for the uni-modal extractors' layers (slower step)
+    # memory only (same gradients), each at a cost in speed: recompute each CME layer / each uni-modal extractor
+    # layer in the backward pass. Both on with train.release_memory is the low-memory mode (docs/models/tailor.md)
+    recompute_cross: bool = field(default=False, metadata=RESOURCE_ONLY)
+    recompute_unimodal: bool = field(default=False, metadata=RESOURCE_ONLY)
     # label-guided decoder (Eq. 9-15)
     decoder: Literal["label_guided", "identical"] = "label_guided"  # identical: Table 3 (9)
     label_correlation: bool = True  # label self-attention (Eq. 9-12); false with the next: Table 3 (10) "w/ LE"

@@ -261,3 +261,21 @@ def test_a_speed_or_memory_option_never_makes_a_run_stale(tmp_path, capsys):
     assert {"model.recompute_cross", "model.recompute_unimodal", "train.release_memory"} <= cfglib.resource_only_keys(tailor)
     assert "model.activation_checkpointing" in cfglib.resource_only_keys(amp)
     assert "train.threads" not in cfglib.resource_only_keys(tailor)  # other thread counts reorder float sums
+
+
+def test_extra_references_come_first_and_a_runs_stored_value_wins(tmp_path):
+    """scripts/make_results.py passes the references the data code computes today: a name the runs stored keeps
+    the runs' value (it describes the data they saw), the extra's order is the table's, new names are added."""
+    out = tmp_path / "b"
+    args = ["benchmark", "--models", "br", "--datasets", "synth-dyadic", "--seeds", "1", "--out", str(out)]
+    assert main([*args, "--set", "data.options.size=tiny"]) == 0
+    spec = BenchmarkSpec(out=out, models=["br"], datasets=["synth-dyadic"], seeds=[1], overrides=["data.options.size=tiny"])
+    stored = tabulate(spec).tables.tables[0]
+    stored_rows = {r.label: r.cells["micro_f1"].mean for r in stored.rows if r.reference}
+    assert "ceiling (reference)" in stored_rows
+    extra = {"new point": {"micro_f1": 0.5}, "ceiling": {"micro_f1": 0.0}}
+    rows = [r for r in tabulate(spec, {"synth-dyadic": extra}).tables.tables[0].rows if r.reference]
+    labels = [r.label for r in rows]
+    assert labels[:2] == ["new point (reference)", "ceiling (reference)"]
+    assert set(labels) == set(stored_rows) | {"new point (reference)"}
+    assert rows[1].cells["micro_f1"].mean == stored_rows["ceiling (reference)"]  # the run's value, not 0.0

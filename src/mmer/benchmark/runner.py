@@ -83,7 +83,8 @@ class _Log:
             fh.write(f"{stamp} {message}\n" + (detail if detail.endswith("\n") or not detail else detail + "\n"))
 
 
-def run_benchmark(spec: BenchmarkSpec, echo: Callable[[str], None] = print) -> BenchmarkResult:
+def run_benchmark(spec: BenchmarkSpec, echo: Callable[[str], None] = print, references: References | None = None) -> BenchmarkResult:
+    """Train what the grid lacks, then write the tables; `references` as in `tabulate`."""
     ablations, planned = _plan(spec)
     result = BenchmarkResult(planned)
     counts = {s: sum(p.status == s for p in planned) for s in grid.STATUSES}
@@ -99,7 +100,7 @@ def run_benchmark(spec: BenchmarkSpec, echo: Callable[[str], None] = print) -> B
         prefix = f"[{i}/{len(planned)}] {run.spec.describe()}"
         if not _run_one(run, prefix, log, result, spec):
             break
-    _collect(spec, ablations, result)
+    _collect(spec, ablations, result, references)
     result.written = _write_outputs(spec, result.tables, result.results)
     for path in result.written:
         echo(f"wrote {path}")

@@ -442,3 +442,24 @@ def test_mmer_train_ramer_on_miniature_memor_files(tmp_path, samples):
     if samples == "clip":
         extra += [f"model.{k}={json.dumps(v)}" for k, v in CODE.items()]
     cli_train(tmp_path / "run", "memor-primary", *extra, root=tmp_path / "MEmoR")
+
+
+def test_gradients_repeat_exactly_with_two_threads(tiny_party):
+    """Same seed, same batch, 2 threads -> bitwise the same gradients (the role bias used to be gathered by
+    indexing, whose CPU backward accumulates in a thread-dependent order)."""
+    data = tiny_party.splits["train"]
+    batch = data.batch(torch.arange(96) % len(data))  # large enough for the CPU kernels to split work across threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(6):
+            model = model_for(tiny_party)
+            torch.manual_seed(1)  # the forward pass draws (shuffles)
+            weighted_loss(model, batch)[0].backward()
+            grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(threads)
+    assert grads[0]["embedding.role_bias"].abs().sum() > 0
+    for other in grads[1:]:
+        assert all(torch.equal(grads[0][n], other[n]) for n in grads[0])

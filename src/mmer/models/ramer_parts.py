@@ -27,6 +27,7 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmer.data.batch import Batch, PartyStructure
@@ -189,7 +190,10 @@ class AuxiliaryEmbedding(nn.Module):
         bias = None
         if roles is not None:
             assert self.role_bias is not None
-            bias = self.role_bias[:, :, roles].permute(2, 0, 1, 3)  # [B, M, C, T']
+            # a one-hot product, not `role_bias[:, :, roles]`: that indexing's backward (index_put_ with
+            # accumulation) sums in a thread-dependent order on CPU, so 2-thread training did not repeat exactly
+            one_hot = F.one_hot(roles, NUM_ROLES).to(self.role_bias.dtype)  # [B, T', R]
+            bias = torch.einsum("mcr,btr->bmct", self.role_bias, one_hot)  # [B, M, C, T']
         x_alpha = torch.stack(
             [self.label_attention[m](tokens[:, i], keys[:, i], None if bias is None else bias[:, i]) for i, m in enumerate(self.modalities)],
             dim=1,

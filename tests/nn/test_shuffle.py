@@ -138,3 +138,24 @@ def test_sample_wise_or_modality_wise_shuffle_alone(mode):
         assert not torch.equal(k[:, :, 0], k[:, :, 1])  # drawn per label
     s, k = shuffle_indices(8, 3, 5, mode, generator=g, sample_wise=False, modality_wise=False)
     assert torch.equal(s, torch.arange(8)[:, None, None].expand(8, 3, 5)) and torch.equal(k, torch.arange(3)[None, :, None].expand(8, 3, 5))
+
+
+@pytest.mark.parametrize("mode", ["paper", "carat_code"])
+def test_gradient_repeats_exactly_on_two_threads(mode):
+    """carat_code reads some source cells twice; their gradients must still add up in the same order every time."""
+    b, m, c, d = 64, 3, 6, 256
+    t = torch.randn(b, m, c, d, generator=torch.Generator().manual_seed(0))
+    y = (torch.rand(b, c, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    upstream = torch.randn(b, m, c, d, generator=torch.Generator().manual_seed(2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(12):
+            x = t.clone().requires_grad_()
+            shuffled, _ = label_shuffle(x, y, mode, generator=torch.Generator().manual_seed(3))
+            (shuffled * upstream).sum().backward()
+            grads.append(x.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])

@@ -127,9 +127,13 @@ def shuffle_indices(
 
 def apply_shuffle(features: Tensor, labels: Tensor, sample_idx: Tensor, modality_idx: Tensor) -> tuple[Tensor, Tensor]:
     """T [B, M, C, d], y [B, C] and source indices [B, M, C] -> (T~ [B, M, C, d], y~ [B, M, C])."""
-    b, m, c, _ = features.shape
+    b, m, c, d = features.shape
     label_idx = torch.arange(c, device=features.device).expand(b, m, c)
-    shuffled = features[sample_idx, modality_idx, label_idx]  # [B, M, C, d]
+    # rows of the flattened [B*M*C, d] grid, read with index_select rather than `features[sample_idx, ...]`:
+    # index_select's backward (index_add_) repeats exactly on CPU threads; indexing's (index_put_ with
+    # accumulation) does not when a source cell is read twice, as in "carat_code"
+    rows = (sample_idx * m + modality_idx) * c + label_idx  # [B, M, C]
+    shuffled = features.reshape(b * m * c, d).index_select(0, rows.reshape(-1)).reshape(b, m, c, d)
     return shuffled, labels[sample_idx, label_idx]
 
 

@@ -266,6 +266,30 @@ def test_dyadic_posterior_matches_brute_force_enumeration():
         dyadic_posterior(world, split, fusion="early")
 
 
+def test_mean_evidence_posterior_sees_only_the_average_step():
+    """A sequence and the same steps played twice carry the same mean evidence, twice the summed evidence."""
+    world = dyadic.dyadic_world()
+    rng = np.random.default_rng(3)
+    c = len(dyadic.EMOTIONS)
+    emotions = np.zeros((2, c), dtype=bool)
+    emotions[:, [1, 5]] = True
+    active = np.zeros((2, dyadic.MAX_LEN, c), dtype=bool)
+    active[0, :2] = (rng.random((2, c)) < 0.6) & emotions[0]
+    active[1, :4] = np.concatenate([active[0, :2], active[0, :2]])
+    features = {m: world.emissions[m].sample(active[:1], rng) for m in dyadic.MODALITIES}
+    for m, x in features.items():
+        x[0, 2:] = 0.0
+        features[m] = np.concatenate([x, x], axis=0)
+        features[m][1, 2:4] = x[0, :2]
+    split = dyadic.to_split(dyadic.DyadicSamples(emotions, active, np.array([2, 4]), features), "test")
+    mean = dyadic_posterior(world, split, evidence="mean")
+    np.testing.assert_allclose(mean[0], mean[1], atol=1e-10)
+    summed = dyadic_posterior(world, split)
+    assert not np.allclose(summed[0], summed[1], atol=1e-3)
+    with pytest.raises(ValueError, match="evidence must be 'sum' or 'mean'"):
+        dyadic_posterior(world, split, evidence="max")
+
+
 def test_references_are_the_oracles_scores_and_ordered(tiny_party, tiny_dyadic):
     world = party.party_world()
     test = tiny_party.splits["test"]

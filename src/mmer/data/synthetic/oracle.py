@@ -151,16 +151,25 @@ def party_posterior(
 
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def dyadic_posterior(
-    world: DyadicWorld, split: SplitData, modalities: Sequence[str] | None = None, fusion: str = "joint"
+    world: DyadicWorld,
+    split: SplitData,
+    modalities: Sequence[str] | None = None,
+    fusion: str = "joint",
+    evidence: str = "sum",
 ) -> np.ndarray:
     """[N, C] posterior probability of each label.
 
     fusion: 'joint' (exact: a step's activation pattern is shared by its modalities) or 'late' (each modality's
     likelihood p(x_m | e) marginalises its own activations, and the modalities are multiplied as if independent
     given e: the best a model can do that never lines up the modalities' steps).
+    evidence: 'sum' (exact: the steps' log-likelihoods add up) or 'mean' (their average, times the split's mean
+    real length: what a model that mean-pools per-step evidence can know; used to check whether pooling by the
+    mean costs anything on this benchmark).
     """
     if fusion not in ("joint", "late"):
         raise ValueError(f"fusion must be 'joint' or 'late', got {fusion!r}")
+    if evidence not in ("sum", "mean"):
+        raise ValueError(f"evidence must be 'sum' or 'mean', got {evidence!r}")
     labels, q = world.labels, world.activation
     configs = labels.configs  # [M, C] label configurations e
     patterns = all_configs(labels.num_labels, include_empty=True)  # [A, C] activation patterns a of one step
@@ -169,13 +178,15 @@ def dyadic_posterior(
     weight = np.where(inside, q**on * (1 - q) ** (total - on), 0.0)  # [M, A] p(a | e)
     rows = split.clip_index.numpy()
     real = split.masks[next(iter(split.masks))].numpy()[rows][:, :, None]  # [N, L, 1]
+    lengths = real.sum(axis=1)  # [N, 1]
+    scale = lengths.mean() / lengths if evidence == "mean" else np.ones_like(lengths, dtype=np.float64)  # [N, 1]
 
     def sequence_loglik(step_loglik: np.ndarray) -> np.ndarray:
         """[N, L, A] log p(x_t | a) -> [N, M] sum over real steps of log sum_a p(a | e) p(x_t | a)."""
         top = step_loglik.max(axis=-1, keepdims=True)
         with np.errstate(divide="ignore"):
             per_step = np.log(np.exp(step_loglik - top) @ weight.T) + top  # [N, L, M]
-        return np.where(real, per_step, 0.0).sum(axis=1)
+        return np.where(real, per_step, 0.0).sum(axis=1) * scale
 
     per_modality = [
         world.emissions[m].loglik(split.features[m].numpy()[rows].astype(np.float64), patterns)  # [N, L, A]

@@ -17,11 +17,13 @@ reference/official_speed.md measured the official code (kniter1/TAILOR: 8.85 tra
     .venv/bin/python benchmarks/tailor_speed.py --only train --set train.release_memory=true --set model.recompute_cross=true --set model.recompute_unimodal=true
     .venv/bin/python benchmarks/tailor_speed.py --profile train    # one step under torch.profiler (top ops)
     .venv/bin/python benchmarks/tailor_speed.py --one train        # one measurement in this process
+    .venv/bin/python benchmarks/tailor_speed.py --saved            # what one training step keeps for backward
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -33,6 +35,7 @@ from typing import Any
 
 import torch
 from lightning_fabric import Fabric
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
@@ -146,6 +149,71 @@ def profile(mode: str, overrides: list[str], rows: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+class HeapSampler(TorchDispatchMode):
+    """glibc's malloc statistics after every op: the peak of the bytes in use (main arena + mmapped chunks, where
+    the main thread's tensors live) against the heap the process holds. Linux/glibc only."""
+
+    class _Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.libc = ctypes.CDLL("libc.so.6")
+        self.libc.mallinfo2.restype = self._Info
+        self.start = self._sample()
+        self.peak_in_use, self.peak_held = self.start
+
+    def _sample(self) -> tuple[int, int]:
+        info = self.libc.mallinfo2()
+        return info.uordblks + info.hblkhd, info.arena + info.hblkhd  # (in use, held)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        in_use, held = self._sample()
+        self.peak_in_use, self.peak_held = max(self.peak_in_use, in_use), max(self.peak_held, held)
+        return out
+
+    def report(self) -> str:
+        gib = 2**30
+        return (
+            f"malloc: {self.start[0] / gib:.2f} GiB in use and {self.start[1] / gib:.2f} GiB held before the step; "
+            f"peak {self.peak_in_use / gib:.2f} GiB in use, {self.peak_held / gib:.2f} GiB held during it"
+        )
+
+
+def saved_census(overrides: list[str], rows: int) -> None:
+    """One training step (after one warm-up step): the tensors autograd saves for backward, counted once per
+    storage and attributed to the innermost module running when each was saved (MiB per top-level block), and
+    the malloc heap's peak during the step (`HeapSampler`)."""
+    torch.set_num_threads(2)
+    model, cfg = build(overrides)
+    batches = make_batches(2)
+    train_steps(model, cfg, batches, 1, 0)
+    running = ["(model)"]
+    for name, module in model.named_modules():
+        module.register_forward_pre_hook(lambda m, i, n=name: running.append(n or "(model)") and None)
+        module.register_forward_hook(lambda m, i, o: running.pop() and None)
+    saved: dict[int, tuple[str, int]] = {}  # storage address -> (module, bytes)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        saved.setdefault(storage.data_ptr(), (running[-1], storage.nbytes()))
+        return t
+
+    model.train()
+    heap = HeapSampler()
+    with heap, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.training_step(batches[0], StepContext(Fabric(accelerator="cpu", devices=1), 0, 0, 1))
+    print(heap.report())
+    by_block: dict[str, int] = {}
+    for module, nbytes in saved.values():
+        block = ".".join(module.split(".")[:2])
+        by_block[block] = by_block.get(block, 0) + nbytes
+    print(f"saved for backward: {sum(by_block.values()) / 2**20:.0f} MiB in {len(saved)} storages")
+    for block, nbytes in sorted(by_block.items(), key=lambda kv: -kv[1])[:rows]:
+        print(f"{nbytes / 2**20:9.1f} MiB  {block}")
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def stat(values: list[float]) -> str:
         return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})" if values else "-"
@@ -163,7 +231,8 @@ def main() -> None:
     parser.add_argument("--one", choices=["train", "infer", "flops"], help="one measurement in this process; prints JSON")
     parser.add_argument("--only", choices=["train", "infer", "flops"], help="driver: only this kind of measurement")
     parser.add_argument("--profile", choices=["train", "infer"], help="one step under torch.profiler")
-    parser.add_argument("--rows", type=int, default=25, help="profile: rows of the op table")
+    parser.add_argument("--saved", action="store_true", help="census of the tensors saved for backward, by block")
+    parser.add_argument("--rows", type=int, default=25, help="profile / saved: rows of the table")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -173,6 +242,9 @@ def main() -> None:
         return
     if args.profile:
         profile(args.profile, args.overrides, args.rows)
+        return
+    if args.saved:
+        saved_census(args.overrides, args.rows)
         return
     plan = [args.only] if args.only else ["flops", "train", "infer"]
     results: dict[str, Any] = {"official": OFFICIAL, "threads": 2, "overrides": args.overrides, "measurements": {}}

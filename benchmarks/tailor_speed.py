@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import ctypes.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +160,7 @@ class HeapSampler(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.libc = ctypes.CDLL("libc.so.6")
+        self.libc = ctypes.CDLL(ctypes.util.find_library("c"))
         self.libc.mallinfo2.restype = self._Info
         self.start = self._sample()
         self.peak_in_use, self.peak_held = self.start
@@ -189,10 +191,17 @@ def saved_census(overrides: list[str], rows: int) -> None:
     model, cfg = build(overrides)
     batches = make_batches(2)
     train_steps(model, cfg, batches, 1, 0)
-    running = ["(model)"]
+    running = ["(model)"]  # stack of the modules whose forward is running
+
+    def enter(name: str) -> Callable[..., None]:
+        return lambda module, inputs: running.append(name or "(model)")
+
+    def leave(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        running.pop()
+
     for name, module in model.named_modules():
-        module.register_forward_pre_hook(lambda m, i, n=name: running.append(n or "(model)") and None)
-        module.register_forward_hook(lambda m, i, o: running.pop() and None)
+        module.register_forward_pre_hook(enter(name))
+        module.register_forward_hook(leave)
     saved: dict[int, tuple[str, int]] = {}  # storage address -> (module, bytes)
 
     def pack(t: torch.Tensor) -> torch.Tensor:

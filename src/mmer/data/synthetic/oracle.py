@@ -179,7 +179,7 @@ def dyadic_posterior(
     rows = split.clip_index.numpy()
     real = split.masks[next(iter(split.masks))].numpy()[rows][:, :, None]  # [N, L, 1]
     lengths = real.sum(axis=1)  # [N, 1]
-    scale = lengths.mean() / lengths if evidence == "mean" else np.ones_like(lengths, dtype=np.float64)  # [N, 1]
+    scale = lengths.mean() / lengths if evidence == "mean" else 1.0  # [N, 1] or scalar
 
     def sequence_loglik(step_loglik: np.ndarray) -> np.ndarray:
         """[N, L, A] log p(x_t | a) -> [N, M] sum over real steps of log sum_a p(a | e) p(x_t | a)."""

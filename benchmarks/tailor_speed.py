@@ -6,14 +6,15 @@ reference/official_speed.md measured the official code (kniter1/TAILOR: 8.85 tra
   loaders' all-ones masks), 6 labels; batches pre-collated (the data layer is not timed);
 - model and optimizer: the `mosei-aligned` preset (configs/tailor/mosei-aligned.yaml: BertAdam, warmup-linear),
   plus any `--set` overrides;
-- train: 10 full steps (forward, backward, the engine's global clip, optimizer and schedule step, zero_grad)
-  timed after 2 warm-up steps, batch 64; infer: 640 samples at batch 64 in eval mode under no_grad, after 2
+- train: 10 full steps (forward, backward — in chunks with `train.micro_batch`, as the trainer runs them —, the
+  engine's global clip, optimizer and schedule step, zero_grad) timed after 2 warm-up steps, batch 64; infer: 640 samples at batch 64 in eval mode under no_grad, after 2
   warm-up batches;
 - peak RSS = ru_maxrss of a fresh process per measurement; torch threads 2; median (min-max) of --repeats
   processes; the 1-minute load average before and after each measurement (the machine is shared).
 
     .venv/bin/python benchmarks/tailor_speed.py                    # train + infer (+ flops), JSON to benchmarks/results/
     .venv/bin/python benchmarks/tailor_speed.py --only train --repeats 1 --set model.classifier=shared
+    .venv/bin/python benchmarks/tailor_speed.py --only train --set train.micro_batch=16     # batch 64 in chunks of 16
     .venv/bin/python benchmarks/tailor_speed.py --only train --set train.release_memory=true --set model.recompute_cross=true --set model.recompute_unimodal=true
     .venv/bin/python benchmarks/tailor_speed.py --profile train    # one step under torch.profiler (top ops)
     .venv/bin/python benchmarks/tailor_speed.py --one train        # one measurement in this process
@@ -41,7 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.engine.context import StepContext
+from mmer.engine.context import StepContext, run_training_step
 from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.tailor import TAILOR
@@ -75,7 +76,7 @@ def train_steps(model: TAILOR, cfg: cfglib.Config, batches: list[Batch], warmup:
         if i == warmup:
             start = time.perf_counter()
         ctx = StepContext(fabric, 0, i, warmup + steps)
-        model.training_step(batches[i % len(batches)], ctx)
+        run_training_step(model, batches[i % len(batches)], ctx, cfg.train.micro_batch)
         if cfg.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         optimizer.step()

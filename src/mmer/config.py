@@ -68,6 +68,7 @@ class TrainConfig:
     devices: int = 1  # processes per node (data parallel when > 1)
     num_nodes: int = 1
     threads: int = 0  # torch intra-op threads per process; 0 = torch default
+    micro_batch: int = 0  # > 0: run each batch in chunks of at most this many samples, one optimizer step per batch (engine/context.py)
     release_memory: bool = field(default=False, metadata=RESOURCE_ONLY)  # return freed tensors to the OS (glibc): lower peak RSS, slower steps (engine/memory.py)
 
 
@@ -355,10 +356,12 @@ def _check(cfg: Config, source: str) -> None:
     t = cfg.train
     if t.select_metric not in METRIC_KEYS:
         raise ConfigError(f"{source}: key 'train.select_metric' must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
-    for key, value, low in (("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1)):
+    for key, value, low in (("train.micro_batch", t.micro_batch, 0), ("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1)):
         if value < low:
             raise ConfigError(f"{source}: key '{key}' must be >= {low}, got {value}")
     if t.lr <= 0:
         raise ConfigError(f"{source}: key 'train.lr' must be > 0, got {t.lr}")
+    if t.micro_batch and not getattr(MODELS.get(cfg.model_name).obj, "supports_micro_batches", True):
+        raise ConfigError(f"{source}: key 'train.micro_batch' must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
     if not 0.0 <= cfg.model.threshold <= 1.0:
         raise ConfigError(f"{source}: key 'model.threshold' must be in [0, 1], got {cfg.model.threshold}")

@@ -72,3 +72,24 @@ class Batch:
 
     def replace(self, **changes: object) -> Batch:
         return replace(self, **changes)
+
+    def chunks(self, size: int) -> list[Batch]:
+        """Consecutive sub-batches of at most `size` samples (views, not copies; padding lengths unchanged)."""
+        if size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {size}")
+        return [self._rows(slice(start, start + size)) for start in range(0, self.size, size)]
+
+    def _rows(self, rows: slice) -> Batch:
+        party = self.party
+        if party is not None:
+            party = PartyStructure(party.person[rows], party.segment[rows], party.target[rows])
+        return Batch(
+            features={m: x[rows] for m, x in self.features.items()},
+            masks={m: x[rows] for m, x in self.masks.items()},
+            labels=self.labels[rows],
+            ids=self.ids[rows],
+            index=self.index[rows],
+            personality=None if self.personality is None else self.personality[rows],
+            party=party,
+            extras={k: v[rows] for k, v in self.extras.items()},
+        )

@@ -1,7 +1,7 @@
 """fit / evaluate / predict: the training loop of mmer.
 
 One loop for every model: per step the model's `training_step(batch, ctx)` runs its forward and as many
-backward passes as it needs (`ctx.backward`); the engine then averages gradients across processes, clips,
+backward passes as it needs (`ctx.backward`; in chunks with `train.micro_batch`, engine/context.py); the engine then averages gradients across processes, clips,
 steps the optimizer and the schedule. After each epoch the validation split is evaluated in order over every
 sample; `best.pt` is written when the selection metric improves, `last.pt` always (with optimizer, schedule and
 RNG state, so `--resume` continues the exact same run). Test metrics come from `best.pt`.
@@ -32,7 +32,7 @@ from mmer.data.load import load_dataset
 from mmer.data.loader import eval_batches, num_train_batches, train_batches
 from mmer.engine import rundir
 from mmer.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mmer.engine.context import StepContext
+from mmer.engine.context import StepContext, run_training_step
 from mmer.engine.fabric import average_gradients, broadcast_parameters, gather_rows, make_fabric
 from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
@@ -215,7 +215,7 @@ class _Fit:
             batch = batch.to(fabric.device)
             ctx = StepContext(fabric, epoch, state["global_step"], total)
             with fabric.autocast():
-                logs = model.training_step(batch, ctx)
+                logs = run_training_step(model, batch, ctx, cfg.train.micro_batch)
             if ctx.backward_calls == 0:
                 raise RuntimeError(f"{type(model).__name__}.training_step ran no backward pass")
             average_gradients(fabric, model)

@@ -202,6 +202,8 @@ def _key_padding(mask: Tensor | None) -> Tensor | None:
 
 @MODELS.register("amp", options=AMPConfig, summary="AMP (WWW 2023): encoder-decoder + adversarial temporal masking + adversarial parameter perturbation")
 class AMP(MMERModel):
+    supports_micro_batches = False  # APP's direction is the gradient of the whole batch's clean loss (Eq. 14)
+
     def __init__(self, cfg: AMPConfig, spec: DataSpec):
         super().__init__(cfg, spec)
         self._validate(cfg, spec)

@@ -6,7 +6,8 @@ A model is an `nn.Module` built from `(cfg, spec)`:
 - `loss_weights()`: the weight of each component (from the config); the default `training_step` forms
   sum(w * loss), checks every component is finite (naming the bad one otherwise) and calls `ctx.backward` once.
   Models with several backward passes per step (AMP) override `training_step` and call `ctx.backward` as often
-  as they need; the engine then clips, steps the optimizer and the schedule.
+  as they need; the engine then clips, steps the optimizer and the schedule. A model whose step reads the
+  gradients between its backward passes sets `supports_micro_batches = False` (`train.micro_batch` then refuses it).
 - `analysis(batch)`: the one hook the report's plots use (eval mode, no grad). Every key is optional; a model
   returns what it has. M follows `batch.modalities` order, C the label order, D any feature size:
     "common"              float [B, M, D]  commonality representation of each modality (e.g. C^m pooled)
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +45,8 @@ class ModelOutput:
 
 class MMERModel(nn.Module, abc.ABC):
     """Base class of every model in the registry."""
+
+    supports_micro_batches: ClassVar[bool] = True  # see engine/context.py, run_training_step
 
     def __init__(self, cfg: Any, spec: DataSpec):
         super().__init__()

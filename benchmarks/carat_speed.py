@@ -29,7 +29,7 @@ from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.engine.context import StepContext
+from mmer.engine.context import StepContext, run_training_step
 from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.models.carat import CARAT
@@ -58,7 +58,7 @@ def run_train(overrides: list[str]) -> dict[str, float]:
         if step == WARMUP:
             start = time.perf_counter()
         ctx = StepContext(fabric, 0, step, total)
-        model.training_step(batch, ctx)
+        run_training_step(model, batch, ctx, cfg.train.micro_batch)  # as the trainer runs it
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         optimizer.step()
         scheduler.step()

@@ -31,7 +31,7 @@ from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.data.batch import Batch
-from mmer.engine.context import StepContext
+from mmer.engine.context import StepContext, run_training_step
 from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.io import write_json
@@ -68,7 +68,7 @@ def run_train(overrides: list[str], precision: str) -> dict[str, float]:
         if step == WARMUP:
             start = time.perf_counter()
         with autocast(precision):
-            model.training_step(batch, StepContext(fabric, 0, step, total))
+            run_training_step(model, batch, StepContext(fabric, 0, step, total), cfg.train.micro_batch)  # as the trainer runs it
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or float("inf"))
         optimizer.step()
         scheduler.step()

@@ -76,6 +76,22 @@ def test_tailor_chunks_give_the_whole_batchs_gradients_on_full_length_batches(fa
     assert_same(whole, chunked)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_tailor_ctc_loss_summed_over_the_batch_is_not_scaled_down_by_chunking(fabric, reduction):
+    """Unaligned data: the code's CTC loss is a sum over the batch's samples, so each chunk must add its own sum."""
+    spec = DataSpec("toy", ("a", "b", "c"), (ModalitySpec("text", 7, 4), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 5)))
+    batch = padded_batch(spec, 6, seed=2)
+    g = torch.Generator().manual_seed(5)
+    for m in spec.modalities:
+        batch.masks[m.name][:] = True
+        batch.features[m.name] = torch.randn(6, m.max_len, m.dim, generator=g)
+    torch.manual_seed(0)
+    model = TAILOR(TAILORConfig(**TAILOR_TINY, ctc=True, ctc_reduction=reduction), spec)
+    whole, chunked = gradients(model, batch, fabric, 0), gradients(model, batch, fabric, 2)
+    assert whole[1]["loss_ctc"] > 0
+    assert_same(whole, chunked)
+
+
 def test_a_chunk_size_of_at_least_the_batch_is_the_plain_step(fabric):
     torch.manual_seed(0)
     model = LateFusionBaseline(BaselineConfig(), SPEC)

@@ -4,7 +4,8 @@
 `train.micro_batch` = k > 0 it runs the model's `training_step` on chunks of at most k samples, one after the
 other, and `ctx.backward` scales each chunk's loss by its share of the batch's samples. The gradients add up to
 those of the whole batch whenever every loss is a mean over samples, while only one chunk's activations are alive
-at a time: the same update with the memory of a smaller batch. Losses that average over something else (real
+at a time: the same update with the memory of a smaller batch. Losses that a model declares as sums over the batch's
+samples (`MMERModel.summed_losses`) are exact too. Losses that average over something else (real
 tokens of a batch, samples that have a modality) are averaged per chunk and weighted by samples, a close but not
 exact match when chunks differ in lengths or missing modalities; contrastive terms and queues see chunks, not
 the batch. Dropout draws differ from an unchunked run. Models whose step reads gradients between its backward
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -43,6 +45,14 @@ class StepContext:
         """Accumulate gradients of `loss` (handles mixed-precision loss scaling and micro-batch chunks)."""
         self.fabric.backward(loss if self.loss_scale == 1.0 else loss * self.loss_scale, retain_graph=retain_graph)
         self.backward_calls += 1
+
+    def per_batch(self, losses: dict[str, Tensor], summed: Collection[str]) -> dict[str, Tensor]:
+        """`losses` with the components named in `summed` (sums over the batch's samples, not means) divided by the
+        chunk's share: after `backward`'s scaling each chunk then adds its own sum, and the logged value is the
+        batch's sum. Unchanged when the step is not chunked."""
+        if self.loss_scale == 1.0 or not summed:
+            return losses
+        return {k: v / self.loss_scale if k in summed else v for k, v in losses.items()}
 
     def weighted_total(self, losses: dict[str, Tensor], weights: dict[str, float]) -> Tensor:
         """sum_k weights.get(k, 1) * losses[k]; raises DivergenceError naming a non-finite component."""

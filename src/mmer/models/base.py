@@ -67,9 +67,14 @@ class MMERModel(nn.Module, abc.ABC):
 
     def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, float]:
         out = self(batch)
-        total = ctx.weighted_total(out.losses, self.loss_weights())
+        losses = ctx.per_batch(out.losses, self.summed_losses())
+        total = ctx.weighted_total(losses, self.loss_weights())
         ctx.backward(total)
-        return ctx.logged(out.losses, total)
+        return ctx.logged(losses, total)
+
+    def summed_losses(self) -> frozenset[str]:
+        """Loss components that sum over the batch's samples instead of averaging (exact under micro-batches)."""
+        return frozenset()
 
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> Tensor:

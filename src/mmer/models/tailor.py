@@ -517,6 +517,9 @@ class TAILOR(MMERModel):
             "ctc": cfg.weight_ctc,
         }
 
+    def summed_losses(self) -> frozenset[str]:
+        return frozenset({"ctc"}) if self.cfg.ctc and self.cfg.ctc_reduction == "sum" else frozenset()
+
     def label_correlation(self) -> Tensor | None:
         """Label self-attention weights of the first decoder layer (Eq. 10-11, paper Fig. 7), mean over heads,
         oriented as the report draws it (row label -> column label): entry [j, k] = sigma(r)[k, j], the weight

@@ -373,7 +373,9 @@ def test_presets_resolve_and_say_where_values_come_from(dataset):
     assert isinstance(cfg.model, RAMerConfig)
     if dataset == "mosei-aligned":
         assert (cfg.model.threshold, cfg.model.num_layers, cfg.model.hidden_size, cfg.model.queue_size) == (0.25, 3, 256, 8192)
-        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.epochs, cfg.data.batch_size) == ("bertadam", 5e-5, 150, 64)
+        assert (cfg.train.optimizer, cfg.train.lr, cfg.train.eps, cfg.train.epochs, cfg.data.batch_size) == ("bertadam", 5e-5, 1e-6, 150, 64)
+    if cfg.train.optimizer == "bertadam":
+        assert cfg.train.eps == 1e-6, "the official BertAdam's epsilon"
 
 
 # ------------------------------------------------------------------------------------------ through the CLI

@@ -3,7 +3,7 @@
 Format (YAML): a mapping from row name to a list of `key=value` override strings (the `--set` syntax):
 
     # src/mmer/configs/ablations/ramer_table4.yaml
-    "(1) w/o L_sc": [model.lambda_sc=0]
+    "(1) w/o L_sc": [model.lambda_adv=0]
     "(4) w/o L_scl": [model.lambda_scl=0]
     "(11) RAMer": []                      # the full model: no override
 

@@ -17,6 +17,8 @@ A model is an `nn.Module` built from `(cfg, spec)`:
                                            plots which modality each label's prediction relies on
     "label_correlation"   float [C, C]     learned label-to-label dependency (e.g. label self-attention weights)
     "discriminator_probs" float [B, M, M]  modality discriminator's distribution for each modality's common features
+    "discriminator_probs_specific"
+                          float [B, M, M]  the same for the specific features (TAILOR Fig. 5, second panel)
 - `param_groups(weight_decay)`: optimizer groups; the default exempts biases and LayerNorm parameters from
   weight decay, as BERT-style training does.
 """

@@ -95,6 +95,7 @@ class MMERModel(nn.Module, abc.ABC):
 
 
 def is_no_decay(name: str, p: nn.Parameter) -> bool:
-    """Biases and normalisation parameters are not decayed (BERT convention)."""
+    """Biases and the encoders' LayerNorms are not decayed (the official BertAdam codes' rule: any name containing
+    "bias", so also an LSTM's `bias_ih_l0`). The raw-feature input LayerNorms (`input_norm*`) are decayed, as there."""
     lowered = name.lower()
-    return name.endswith("bias") or "layernorm" in lowered or ".norm" in lowered or lowered.startswith("norm")
+    return "bias" in lowered or "layernorm" in lowered or ".norm" in lowered or lowered.startswith("norm")

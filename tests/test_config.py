@@ -50,3 +50,36 @@ def test_list_and_unknown_dataset(capsys):
     assert "baseline" in capsys.readouterr().out
     assert main(["config", "show", "--model", "baseline", "--dataset", "synth-partyy"]) == 2
     assert "unknown dataset 'synth-partyy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.grad_clip=-1", r"'train.grad_clip' must be > 0 or null"),  # a negative clip would reverse the step
+        ("train.lr=nan", r"'train.lr' must be a finite number > 0, got nan"),
+        ("train.lr=.inf", r"'train.lr' must be a finite number > 0"),
+        ("train.eps=0", r"'train.eps' must be a finite number > 0"),
+        ("train.weight_decay=-0.1", r"'train.weight_decay' must be a finite number >= 0"),
+        ("train.betas=[2, 0.9]", r"'train.betas' must be two numbers in \[0, 1\)"),
+        ("train.patience=-1", r"'train.patience' must be >= 0"),
+        ("train.threads=-1", r"'train.threads' must be >= 0"),
+        ("train.seed=-1", r"'train.seed' must be >= 0"),
+        ("train.seed=4294967296", r"'train.seed' must be < 2\*\*32"),
+        ("train.warmup=5", r"'train.warmup' is a fraction of all steps .* must be <= 1"),
+    ],
+)
+def test_out_of_range_training_values_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        cfglib.resolve("baseline", "engine-toy", overrides=[override])
+
+
+def test_in_range_edge_values_are_accepted():
+    cfg = cfglib.resolve("baseline", "engine-toy", overrides=["train.grad_clip=null", "train.weight_decay=0", "train.seed=0", "train.betas=[0, 0.999]"])
+    assert cfg.train.grad_clip is None and cfg.train.seed == 0
+    epochs = cfglib.resolve("baseline", "engine-toy", overrides=["train.schedule=epoch_warmup_cosine", "train.warmup=5"])
+    assert epochs.train.warmup == 5  # counted in epochs by this schedule
+
+
+def test_a_data_section_that_is_not_a_mapping_is_named():
+    with pytest.raises(ConfigError, match=r"section 'data' must be a mapping, got 3"):
+        cfglib.resolve("baseline", "engine-toy", overrides=["data=3"])

@@ -9,6 +9,7 @@ came from and what is valid. The resolved config is saved with every run and ins
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -331,6 +332,8 @@ def build(data: dict[str, Any], source: str = "config") -> Config:
     if not isinstance(model, str):
         raise ConfigError(f"{source}: missing 'model_name'")
     model_entry = MODELS.get(model)
+    if not isinstance(data.get("data", {}), dict):
+        raise ConfigError(f"{source}: section 'data' must be a mapping, got {data['data']!r}")
     data_section = dict(data.get("data", {}))
     dataset = data_section.get("name", "")
     data_entry = DATASETS.get(dataset)
@@ -356,11 +359,20 @@ def _check(cfg: Config, source: str) -> None:
     t = cfg.train
     if t.select_metric not in METRIC_KEYS:
         raise ConfigError(f"{source}: key 'train.select_metric' must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
-    for key, value, low in (("train.micro_batch", t.micro_batch, 0), ("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1)):
+    for key, value, low in (("train.micro_batch", t.micro_batch, 0), ("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1), ("train.patience", t.patience, 0), ("train.threads", t.threads, 0), ("train.warmup_steps", t.warmup_steps, 0), ("train.seed", t.seed, 0)):
         if value < low:
             raise ConfigError(f"{source}: key '{key}' must be >= {low}, got {value}")
-    if t.lr <= 0:
-        raise ConfigError(f"{source}: key 'train.lr' must be > 0, got {t.lr}")
+    if t.seed >= 2**32:
+        raise ConfigError(f"{source}: key 'train.seed' must be < 2**32 (NumPy's seed range), got {t.seed}")
+    for key, value, strict in (("train.lr", t.lr, True), ("train.eps", t.eps, True), ("train.weight_decay", t.weight_decay, False), ("train.warmup", t.warmup, False), ("train.warmup_start_lr", t.warmup_start_lr, False)):
+        if not math.isfinite(value) or value < 0 or (strict and value == 0):
+            raise ConfigError(f"{source}: key '{key}' must be a finite number {'> 0' if strict else '>= 0'}, got {value}")
+    if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):
+        raise ConfigError(f"{source}: key 'train.grad_clip' must be > 0 or null (no clipping), got {t.grad_clip}")
+    if not all(0.0 <= b < 1.0 for b in t.betas):
+        raise ConfigError(f"{source}: key 'train.betas' must be two numbers in [0, 1), got {list(t.betas)}")
+    if t.schedule in ("warmup_linear", "warmup_cosine") and t.warmup > 1.0:
+        raise ConfigError(f"{source}: key 'train.warmup' is a fraction of all steps for schedule '{t.schedule}' and must be <= 1, got {t.warmup} (train.warmup_steps counts updates)")
     if t.micro_batch and not getattr(MODELS.get(cfg.model_name).obj, "supports_micro_batches", True):
         raise ConfigError(f"{source}: key 'train.micro_batch' must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
     if not 0.0 <= cfg.model.threshold <= 1.0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -13,18 +14,46 @@ from typing import Any, IO
 from mmer.errors import MMERError
 
 
+def make_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder `path` (and its parents); a clear error if a file is in the way."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise MMERError(f"output folder {path}: {part} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.cache
+def _file_mode() -> int:
+    """What `open()` would give a new file: 0o666 less the process umask (mkstemp's files are 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it replaces `path` in one rename."""
+    """Yield a temporary path next to `path`; on success it becomes `path` in one step: a rename, or, without
+    `overwrite`, a hard link that fails if `path` appeared in the meantime."""
     path = Path(path)
+    if path.is_dir():
+        raise MMERError(f"{path} is a directory; give a file name")
     if path.exists() and not overwrite:
         raise MMERError(f"{path} already exists; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _file_mode())
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise MMERError(f"{path} already exists; refusing to overwrite it") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -173,3 +173,57 @@ def test_two_process_data_parallel_fit_evaluates_every_sample_once(tmp_path):
 
     true_support = make_split(37, 2).labels.sum(dim=0).int().tolist()  # the valid split, counted directly
     assert [metrics["valid"]["per_label"][n]["support"] for n in ("a", "b", "c")] == true_support
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def _copy_run(run: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for name in ("config.yaml", "best.pt", "last.pt", "metrics.json", "history.csv"):
+        (dest / name).write_bytes((run / name).read_bytes())
+    return dest
+
+
+def test_bad_checkpoints_are_one_clear_error_naming_the_file(run, tmp_path, capsys):
+    text = _copy_run(run, tmp_path / "text")
+    (text / "best.pt").write_text("not a checkpoint\n")
+    objects = _copy_run(run, tmp_path / "objects")
+    torch.save({"format": "x", "payload": _Payload()}, objects / "best.pt")
+    no_spec = _copy_run(run, tmp_path / "no_spec")
+    ckpt = load_checkpoint(no_spec / "best.pt")
+    torch.save({k: v for k, v in ckpt.items() if k != "data_spec"}, no_spec / "best.pt")
+    wrong_state = _copy_run(run, tmp_path / "wrong_state")
+    torch.save({**ckpt, "model_state": {"head.weight": torch.zeros(1)}}, wrong_state / "best.pt")
+    expected = {
+        text: "refused: not a checkpoint of tensors and plain values",
+        objects: "refused: not a checkpoint of tensors and plain values",
+        no_spec: "checkpoint lacks field(s) data_spec",
+        wrong_state: "field 'model_state' does not fit the model its config builds",
+    }
+    for folder, message in expected.items():
+        assert main(["evaluate", "--run", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert str(folder / "best.pt") in err and message in err, err
+        assert "weights_only" not in err and "Traceback" not in err  # never advise the unsafe load
+
+
+def test_an_out_path_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine\n")
+    assert train(mine) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert main(["data", "synth", "--preset", "synth-dyadic", "--size", "tiny", "--out", str(mine / "sub")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert mine.read_text() == "mine\n"
+
+
+def test_fast_dev_run_refuses_a_run_folder(run, tmp_path, capsys):
+    log = (run / "train.log").read_text()
+    assert train(run, "--fast-dev-run") == 2
+    assert "holds more than a fast-dev-run log" in capsys.readouterr().err
+    assert (run / "train.log").read_text() == log
+    smoke = tmp_path / "smoke"
+    assert train(smoke, "--fast-dev-run") == 0 and train(smoke, "--fast-dev-run") == 0  # earlier smoke logs are fine

@@ -77,6 +77,37 @@ def test_report_refuses_an_unfinished_run(tmp_path, capsys):
     assert "is not a finished run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("history.csv", None, "history.csv: missing"),
+        ("history.csv", "epoch,valid_micro_f1\n", "history.csv: no epoch rows"),
+        ("metrics.json", "{not json", "metrics.json: not valid JSON"),
+        ("metrics.json", "{}", "metrics.json: field 'test' with its 'per_label' scores is missing"),
+        ("predictions_test.csv", "id,gold\n1,a\n", "predictions_test.csv: column 'predicted' is missing"),
+    ],
+)
+def test_a_damaged_run_file_is_named_and_nothing_is_written(runs, tmp_path, capsys, file, content, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    for path in (runs / "baseline").iterdir():
+        (run / path.name).write_bytes(path.read_bytes())
+    if content is None:
+        (run / file).unlink()
+    else:
+        (run / file).write_text(content)
+    assert main(["report", "--run", str(run), "--out", str(tmp_path / "fig")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "fig").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(runs, tmp_path, capsys):
+    (tmp_path / "fig").write_text("mine\n")
+    assert main(["report", "--run", str(runs / "baseline"), "--out", str(tmp_path / "fig")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "fig").read_text() == "mine\n"
+
+
 def test_analysis_is_collected_in_order_and_checked_against_the_contract(runs):
     from mmer.engine.trainer import load_run
 

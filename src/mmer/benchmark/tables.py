@@ -33,7 +33,6 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "memor": ("micro_f1", "macro_f1", "weighted_f1"),
     "all": METRIC_KEYS,
 }
-STYLES = ("auto", *LAYOUTS)
 DIGITS = 3
 STD_NOTE = "mean ± sample standard deviation over the n seeds (ddof=1, i.e. divided by n-1; n=1: the single value)"
 

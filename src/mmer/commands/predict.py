@@ -25,11 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.is_dir():
+        raise MMERError(f"--out {out} is a directory; give the CSV file to write")
     if out.exists() and not args.overwrite:
         raise MMERError(f"{out} already exists; pass --overwrite to replace it")
     bundle = load_dataset(args.dataset, args.root)
     loaded = load_run(args.run)
     pred = predict_run(loaded, bundle, args.split)
-    write_text(out, rundir.predictions_csv(pred.ids, pred.probs, pred.labels, list(bundle.spec.label_names), loaded.model.threshold))
+    write_text(out, rundir.predictions_csv(pred.ids, pred.probs, pred.labels, list(bundle.spec.label_names), loaded.model.threshold), overwrite=args.overwrite)
     print(f"wrote {len(pred.ids)} predictions to {out}")
     return 0

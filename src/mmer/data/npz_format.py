@@ -27,14 +27,10 @@ import torch
 
 from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
 from mmer.errors import DataError
-from mmer.io import atomic_path, write_json
+from mmer.io import atomic_path, make_output_dir, write_json
 
 FORMAT = "mmer-npz"
 VERSION = 1
-
-
-def is_npz_dir(root: str | Path) -> bool:
-    return (Path(root) / "meta.json").is_file()
 
 
 def read_npz_dir(root: str | Path, name: str | None = None) -> DatasetBundle:
@@ -115,9 +111,9 @@ def _read_split(path: Path, modalities: list[str]) -> SplitData:
 def write_npz_dir(bundle: DatasetBundle, root: str | Path) -> None:
     """Write `bundle` to an empty or new directory `root` (each file written atomically)."""
     root = Path(root)
-    if root.exists() and any(root.iterdir()):
+    if root.is_dir() and any(root.iterdir()):
         raise DataError(f"{root} exists and is not empty; refusing to overwrite it")
-    root.mkdir(parents=True, exist_ok=True)
+    make_output_dir(root)
     for name, split in bundle.splits.items():
         arrays: dict[str, np.ndarray] = {
             "labels": split.labels.numpy().astype(np.uint8),

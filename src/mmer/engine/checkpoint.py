@@ -38,7 +38,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: unsafe or foreign checkpoint refused ({str(exc).splitlines()[0]})") from None
+        detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        raise DataError(
+            f"{path}: refused: not a checkpoint of tensors and plain values, the only kind mmer loads (a foreign, unsafe "
+            f"or non-checkpoint file){': ' + detail if detail else ''}"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{path}: corrupt or truncated checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

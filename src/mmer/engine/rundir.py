@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mmer.errors import MMERError
-from mmer.io import write_json, write_text
+from mmer.io import make_output_dir, write_json, write_text
 
 CONFIG = "config.yaml"
 BEST = "best.pt"
@@ -36,9 +36,16 @@ def prepare(run_dir: Path, resume: bool) -> None:
         if not (run_dir / LAST).is_file():
             raise MMERError(f"cannot resume {run_dir}: no {LAST} there (start it without --resume)")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise MMERError(f"run directory {run_dir} exists and is not empty; use --resume to continue it or choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
+
+
+def prepare_fast_dev_run(run_dir: Path) -> None:
+    """A smoke test writes only its log: into a new folder or one holding earlier smoke-test logs, never a run."""
+    if run_dir.is_dir() and any(p.name != LOG for p in run_dir.iterdir()):
+        raise MMERError(f"{run_dir} holds more than a fast-dev-run log (a run?); give --fast-dev-run a new --out")
+    make_output_dir(run_dir)
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -120,7 +120,7 @@ class _Fit:
         fabric, cfg = self.fabric, self.cfg
         if self.rank0:
             if self.fast_dev_run:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
+                rundir.prepare_fast_dev_run(self.run_dir)
             else:
                 rundir.prepare(self.run_dir, self.resume)
         fabric.barrier()
@@ -339,19 +339,24 @@ class LoadedRun:
     cfg: Config
     spec: DataSpec
     model: MMERModel
-    checkpoint: dict[str, Any]
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     """Rebuild the model of a finished run from its best.pt (weights_only)."""
     path = Path(run_dir) / rundir.BEST
     ckpt = load_checkpoint(path)
+    missing = [key for key in ("config", "data_spec", "model_state") if key not in ckpt]
+    if missing:
+        raise DataError(f"{path}: checkpoint lacks field(s) {', '.join(missing)} (not written by `mmer train`?)")
     cfg = cfglib.build(ckpt["config"], str(path))
     spec = DataSpec.from_dict(ckpt["data_spec"])
     model = build_model(cfg, spec)
-    model.load_state_dict(ckpt["model_state"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise DataError(f"{path}: field 'model_state' does not fit the model its config builds ({str(exc).splitlines()[0]})") from None
     model.to(device).eval()
-    return LoadedRun(cfg, spec, model, ckpt)
+    return LoadedRun(cfg, spec, model)
 
 
 def check_compatible(run_spec: DataSpec, data_spec: DataSpec, source: str) -> None:

@@ -16,7 +16,6 @@ from mmer.data.dataset import SplitData
 from mmer.data.loader import eval_batches
 from mmer.models.base import MMERModel
 
-PER_SAMPLE_KEYS = ("common", "specific", "reconstructed", "modality_label", "discriminator_probs", "discriminator_probs_specific")
 MATRIX_KEYS = ("label_correlation",)
 
 

@@ -17,7 +17,7 @@ from mmer.data.load import load_dataset
 from mmer.engine import rundir
 from mmer.engine.trainer import check_compatible, load_run
 from mmer.errors import DataError
-from mmer.io import write_text
+from mmer.io import make_output_dir, write_text
 from mmer.report import analysis, figures, plotting
 
 FIGURES = {
@@ -43,20 +43,20 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     run_dir, out = Path(run_dir), Path(out)
     if not rundir.is_complete(run_dir):
         raise DataError(f"{run_dir} is not a finished run (needs {rundir.METRICS} and {rundir.BEST})")
-    out.mkdir(parents=True, exist_ok=True)
     report = Report()
     loaded = load_run(run_dir)
     name = f"{loaded.cfg.model_name} on {loaded.spec.name} ({run_dir.name})"
     label_names = list(loaded.spec.label_names)
+    history = read_history(run_dir / rundir.HISTORY)  # everything the run-file figures need, read before writing
+    test = read_test_metrics(run_dir / rundir.METRICS)
+    gold, predicted = read_predictions(run_dir / rundir.PREDICTIONS, label_names)
+    make_output_dir(out)
 
-    history = list(csv.DictReader((run_dir / rundir.HISTORY).open()))
     if len(history) > 1 or any(k.startswith("train_loss") for k in history[0]):
         report.written.append(figures.training_curves(history, name, out / "training_curves.png"))
     else:
         report.skipped["training_curves.png"] = f"{loaded.cfg.model_name} was fitted in one pass (one history row, no losses): nothing to plot per epoch"
-    test = json.loads((run_dir / rundir.METRICS).read_text())["test"]
     report.written.append(figures.per_label_scores(test["per_label"], test, name, out / "per_label.png"))
-    gold, predicted = read_predictions(run_dir / rundir.PREDICTIONS, label_names)
     report.written.append(figures.label_cooccurrence(gold, predicted, label_names, name, out / "label_cooccurrence.png"))
 
     cfg = loaded.cfg
@@ -86,14 +86,41 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     return report
 
 
+def read_history(path: Path) -> list[dict[str, str]]:
+    """The rows of history.csv (at least one)."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing (the run's per-epoch history)")
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise DataError(f"{path}: no epoch rows")
+    return rows
+
+
+def read_test_metrics(path: Path) -> dict:
+    """metrics.json's 'test' entry, with its 'per_label' scores."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    if not isinstance(test, dict) or not isinstance(test.get("per_label"), dict):
+        raise DataError(f"{path}: field 'test' with its 'per_label' scores is missing")
+    return test
+
+
 def read_predictions(path: Path, label_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Gold and predicted 0/1 matrices [N, C] from predictions_test.csv (sets joined by ';')."""
     position = {n: j for j, n in enumerate(label_names)}
     gold, predicted = [], []
-    with path.open() as fh:
+    if not path.is_file():
+        raise DataError(f"{path}: missing (the run's test predictions)")
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
         for row in csv.DictReader(fh):
             for sets, column in ((gold, "gold"), (predicted, "predicted")):
                 vec = np.zeros(len(label_names))
+                if row.get(column) is None:
+                    raise DataError(f"{path}: column '{column}' is missing or short")
                 for label in filter(None, row[column].split(";")):
                     if label not in position:
                         raise DataError(f"{path}: column '{column}' names label '{label}', which the run does not have")

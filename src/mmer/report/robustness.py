@@ -33,7 +33,7 @@ from mmer.data.dataset import DatasetBundle
 from mmer.data.load import load_dataset
 from mmer.data.transforms import drop_at_rate, drop_modalities
 from mmer.engine.trainer import BatchTransform, LoadedRun, evaluate_run
-from mmer.io import write_json, write_text
+from mmer.io import make_output_dir, write_json, write_text
 from mmer.metrics import METRIC_KEYS
 from mmer.report import plotting
 
@@ -245,7 +245,7 @@ def plot_models(by_subset: Table, by_rate: Table, title: str, path: Path) -> Pat
 
 def write(result: RobustnessResult, out: Path) -> list[Path]:
     """robustness.json (everything), subsets.csv, rates.csv, robustness.md and, with matplotlib, robustness.png."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     written = [out / RESULT_FILE, out / "subsets.csv", out / "rates.csv", out / "robustness.md"]
     write_json(written[0], asdict(result) | {"settings": result.settings()})
     write_text(written[1], _csv(result.subsets))

@@ -55,7 +55,6 @@ class DyadicWorld:
 @dataclass
 class DyadicSamples:
     emotions: np.ndarray  # bool [N, C]
-    active: np.ndarray  # bool [N, MAX_LEN, C] (False on padding)
     lengths: np.ndarray  # int [N]
     features: dict[str, np.ndarray]  # modality -> float [N, MAX_LEN, D] (0 on padding)
 
@@ -77,7 +76,7 @@ def sample(world: DyadicWorld, n: int, rng: np.random.Generator) -> DyadicSample
     real = np.arange(MAX_LEN)[None, :] < lengths[:, None]  # [N, L]
     active = (rng.random((n, MAX_LEN, len(EMOTIONS))) < world.activation) & emotions[:, None, :] & real[..., None]
     features = {m: world.emissions[m].sample(active, rng) * real[..., None] for m in MODALITIES}
-    return DyadicSamples(emotions, active, lengths, features)
+    return DyadicSamples(emotions, lengths, features)
 
 
 def to_split(samples: DyadicSamples, split: str) -> SplitData:

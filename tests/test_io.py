@@ -1,0 +1,45 @@
+"""Atomic writes: whole files or nothing, the umask's permissions, and no overwrite unless asked."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from mmer.errors import MMERError
+from mmer.io import atomic_path, write_text
+
+
+def test_a_write_gives_the_file_the_umask_permissions_and_leaves_no_temporary(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644  # not mkstemp's 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("mine\n")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert path.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_without_overwrite_a_file_that_appears_during_the_write_is_kept(tmp_path):
+    path = tmp_path / "a.txt"
+    with pytest.raises(MMERError, match="already exists; refusing to overwrite it"), atomic_path(path, overwrite=False) as tmp:
+        tmp.write_text("ours")
+        path.write_text("theirs")  # another process got there first
+    assert path.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    with pytest.raises(MMERError, match="already exists"):
+        write_text(path, "again", overwrite=False)
+
+
+def test_a_directory_is_not_a_file_name(tmp_path):
+    with pytest.raises(MMERError, match="is a directory; give a file name"):
+        write_text(tmp_path, "x")

@@ -83,3 +83,21 @@ def test_in_range_edge_values_are_accepted():
 def test_a_data_section_that_is_not_a_mapping_is_named():
     with pytest.raises(ConfigError, match=r"section 'data' must be a mapping, got 3"):
         cfglib.resolve("baseline", "engine-toy", overrides=["data=3"])
+
+
+@pytest.mark.parametrize(("model", "key"), [("ramer", "common_dropout"), ("tailor", "attention_dropout"), ("baseline", "dropout")])
+def test_a_dropout_outside_0_1_is_refused_naming_the_key(model, key):
+    with pytest.raises(ConfigError, match=rf"'model.{key}' is a dropout probability and must be in \[0, 1\), got 1.5"):
+        cfglib.resolve(model, "synth-dyadic", overrides=[f"model.{key}=1.5"])
+
+
+def test_baseline_and_classic_sizes_are_checked_when_the_model_is_built(tmp_path, capsys):
+    for model, override, message in (
+        ("baseline", "model.num_heads=3", "model.d_model (64) must be divisible by model.num_heads (3)"),
+        ("baseline", "model.num_layers=0", "model.num_layers must be >= 1, got 0"),
+        ("br", "model.C=-1", "model.C must be > 0"),
+    ):
+        out = tmp_path / f"{model}-{override}"
+        args = ["train", "--model", model, "--dataset", "engine-toy", "--quiet", "--set", override, "--out", str(out)]
+        assert main(args) == 2
+        assert message in capsys.readouterr().err

@@ -253,10 +253,14 @@ def set_path(base: dict[str, Any], keys: list[str], value: Any, source: str) -> 
 
 def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
     if data is None:
@@ -375,5 +379,9 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: key 'train.warmup' is a fraction of all steps for schedule '{t.schedule}' and must be <= 1, got {t.warmup} (train.warmup_steps counts updates)")
     if t.micro_batch and not getattr(MODELS.get(cfg.model_name).obj, "supports_micro_batches", True):
         raise ConfigError(f"{source}: key 'train.micro_batch' must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
+    for f in dataclasses.fields(cfg.model):
+        value = getattr(cfg.model, f.name)
+        if "dropout" in f.name and isinstance(value, float) and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{source}: key 'model.{f.name}' is a dropout probability and must be in [0, 1), got {value}")
     if not 0.0 <= cfg.model.threshold <= 1.0:
         raise ConfigError(f"{source}: key 'model.threshold' must be in [0, 1], got {cfg.model.threshold}")

@@ -7,8 +7,11 @@ one line on stderr and exits non-zero; internal bugs stay ordinary exceptions wi
 
 from __future__ import annotations
 
+import csv
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 class MMERError(Exception):
@@ -37,3 +40,14 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> str:
     """Message for an unknown registry/config name, listing what is valid."""
     choices = sorted(choices)
     return f"unknown {kind} '{name}'{did_you_mean(name, choices)}; valid: {', '.join(choices)}"
+
+
+@contextmanager
+def text_file_errors(path: str | Path) -> Iterator[None]:
+    """Inside the block, a file that is not UTF-8 or not well-formed CSV is one DataError naming `path`."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None

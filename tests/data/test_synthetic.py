@@ -233,7 +233,7 @@ def test_dyadic_posterior_matches_brute_force_enumeration():
     real = np.arange(dyadic.MAX_LEN) < steps
     active = (rng.random((3, dyadic.MAX_LEN, c)) < 0.6) & emotions[:, None] & real[None, :, None]
     features = {m: world.emissions[m].sample(active, rng) * real[None, :, None] for m in dyadic.MODALITIES}
-    split = dyadic.to_split(dyadic.DyadicSamples(emotions, active, lengths, features), "test")
+    split = dyadic.to_split(dyadic.DyadicSamples(emotions, lengths, features), "test")
     fast = dyadic_posterior(world, split)
     fast_late = dyadic_posterior(world, split, fusion="late")
 
@@ -281,7 +281,7 @@ def test_mean_evidence_posterior_sees_only_the_average_step():
         x[0, 2:] = 0.0
         features[m] = np.concatenate([x, x], axis=0)
         features[m][1, 2:4] = x[0, :2]
-    split = dyadic.to_split(dyadic.DyadicSamples(emotions, active, np.array([2, 4]), features), "test")
+    split = dyadic.to_split(dyadic.DyadicSamples(emotions, np.array([2, 4]), features), "test")
     mean = dyadic_posterior(world, split, evidence="mean")
     np.testing.assert_allclose(mean[0], mean[1], atol=1e-10)
     summed = dyadic_posterior(world, split)

@@ -227,3 +227,15 @@ def test_fast_dev_run_refuses_a_run_folder(run, tmp_path, capsys):
     assert (run / "train.log").read_text() == log
     smoke = tmp_path / "smoke"
     assert train(smoke, "--fast-dev-run") == 0 and train(smoke, "--fast-dev-run") == 0  # earlier smoke logs are fine
+
+
+def test_a_run_whose_set_up_fails_leaves_no_folder_so_the_retry_works(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert train(out, "--set", "model.num_heads=3") == 2  # the model cannot be built: d_model 64 is not divisible by 3
+    assert "divisible by model.num_heads" in capsys.readouterr().err
+    assert not out.exists()
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine\n")
+    assert train(keep / "r", "--set", "model.num_heads=3") == 2
+    assert [p.name for p in keep.iterdir()] == ["notes.txt"]

@@ -42,9 +42,14 @@ def read_npz_dir(root: str | Path, name: str | None = None) -> DatasetBundle:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: must hold a JSON object, got {type(meta).__name__}")
     for key in ("format", "label_names", "modalities"):
         if key not in meta:
             raise DataError(f"{meta_path}: missing field '{key}'")
+    for key in ("label_names", "modalities"):
+        if not isinstance(meta[key], list) or not meta[key] or not all(isinstance(v, str) and v for v in meta[key]):
+            raise DataError(f"{meta_path}: field '{key}' must be a non-empty list of names, got {meta[key]!r}")
     if meta["format"] != FORMAT or meta.get("version", VERSION) != VERSION:
         raise DataError(f"{meta_path}: field 'format' is {meta['format']!r} v{meta.get('version')}, expected {FORMAT!r} v{VERSION}")
     modalities = list(meta["modalities"])

@@ -41,6 +41,15 @@ def prepare(run_dir: Path, resume: bool) -> None:
     make_output_dir(run_dir)
 
 
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove a run folder this process created when set-up failed before training began (data or model could not
+    be built: the folder holds only the log), so the same --out can be used again. Once config.yaml is written,
+    the folder and its log stay."""
+    if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOG]:
+        (run_dir / LOG).unlink()
+        run_dir.rmdir()
+
+
 def prepare_fast_dev_run(run_dir: Path) -> None:
     """A smoke test writes only its log: into a new folder or one holding earlier smoke-test logs, never a run."""
     if run_dir.is_dir() and any(p.name != LOG for p in run_dir.iterdir()):

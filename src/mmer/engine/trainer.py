@@ -118,6 +118,7 @@ class _Fit:
 
     def run(self) -> dict[str, Any]:
         fabric, cfg = self.fabric, self.cfg
+        new_folder = not self.resume and not (self.run_dir.is_dir() and any(self.run_dir.iterdir()))
         if self.rank0:
             if self.fast_dev_run:
                 rundir.prepare_fast_dev_run(self.run_dir)
@@ -128,6 +129,12 @@ class _Fit:
         self.file_log = rundir.get_logger(self.run_dir, True, fabric.global_rank, "file")  # the command prints results
         try:
             return self._run()
+        except BaseException:
+            rundir.close_logger(self.log)
+            rundir.close_logger(self.file_log)
+            if self.rank0 and new_folder and not self.fast_dev_run:
+                rundir.discard_unstarted(self.run_dir)  # a failed set-up leaves no folder that blocks the retry
+            raise
         finally:
             rundir.close_logger(self.log)
             rundir.close_logger(self.file_log)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mmer.errors import DataError, did_you_mean
+from mmer.errors import DataError, did_you_mean, text_file_errors
 from mmer.io import atomic_path
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # earliest zip timestamp; keeps files byte-identical across runs
@@ -29,20 +29,15 @@ def read_text_csv(path: str | Path, column: str, id_column: str | None = None) -
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file does not exist")
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            for name, flag in ((column, "--column"), (id_column, "--id-column")):
-                if name is not None and name not in header:
-                    raise DataError(
-                        f"{path}: no column '{name}' ({flag}){did_you_mean(name, header)}; columns: {', '.join(header)}"
-                    )
-            rows = [(reader.line_num, row) for row in reader]  # (file line, row)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
+    with text_file_errors(path), path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        for name, flag in ((column, "--column"), (id_column, "--id-column")):
+            if name is not None and name not in header:
+                raise DataError(
+                    f"{path}: no column '{name}' ({flag}){did_you_mean(name, header)}; columns: {', '.join(header)}"
+                )
+        rows = [(reader.line_num, row) for row in reader]  # (file line, row)
     if not rows:
         raise DataError(f"{path}: has a header but no rows")
     texts = [row[column] or "" for _, row in rows]

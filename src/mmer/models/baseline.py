@@ -18,6 +18,7 @@ from mmer.config import ModelConfig
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
 from mmer.data.pooling import masked_mean
+from mmer.errors import ConfigError
 from mmer.models.base import MMERModel, ModelOutput
 from mmer.registry import MODELS
 
@@ -35,6 +36,11 @@ class BaselineConfig(ModelConfig):
 class LateFusionBaseline(MMERModel):
     def __init__(self, cfg: BaselineConfig, spec: DataSpec):
         super().__init__(cfg, spec)
+        for key in ("d_model", "num_layers", "num_heads", "ffn_dim"):
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"model.{key} must be >= 1, got {getattr(cfg, key)}")
+        if cfg.d_model % cfg.num_heads:
+            raise ConfigError(f"model.d_model ({cfg.d_model}) must be divisible by model.num_heads ({cfg.num_heads})")
         d = cfg.d_model
         self.inputs = nn.ModuleDict({m.name: nn.Linear(m.dim, d) for m in spec.modalities})
         self.positions = nn.ParameterDict({m.name: nn.Parameter(torch.zeros(m.max_len, d)) for m in spec.modalities})

@@ -30,6 +30,7 @@ from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec, SplitData
 from mmer.data.loader import eval_batches
 from mmer.data.pooling import pooled_features
+from mmer.errors import ConfigError
 from mmer.models.base import MMERModel, ModelOutput
 from mmer.registry import MODELS
 
@@ -53,6 +54,8 @@ class _ClassicModel(MMERModel):
 
     def __init__(self, cfg: ClassicConfig, spec: DataSpec):
         super().__init__(cfg, spec)
+        if not cfg.C > 0 or cfg.max_iter < 1:
+            raise ConfigError(f"model.C must be > 0 and model.max_iter >= 1, got C={cfg.C}, max_iter={cfg.max_iter}")
         self.register_buffer("mean", torch.zeros(0))
         self.register_buffer("scale", torch.ones(0))
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import DatasetBundle, SplitData, spec_from_splits
-from mmer.errors import ConfigError, DataError
+from mmer.errors import ConfigError, DataError, text_file_errors
 from mmer.featurize.options import TextOptions
 from mmer.registry import DATASETS
 
@@ -67,7 +67,7 @@ class Utterances:
 def read_utterances(path: Path) -> Utterances:
     if not path.is_file():
         raise DataError(f"{path}: file does not exist (meld needs {', '.join(FILES.values())} under --root)")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with text_file_errors(path), path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         lacking = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if lacking:

@@ -31,7 +31,7 @@ import torch
 
 from mmer.data.dataset import DatasetBundle, SplitData, spec_from_splits
 from mmer.data.safe_load import load_tensor_file, require_file
-from mmer.errors import DataError
+from mmer.errors import DataError, text_file_errors
 from mmer.registry import DATASETS
 
 SPEAKERS = ("sheldon", "leonard", "howard", "rajesh", "penny", "bernadette", "amy", "others")
@@ -141,7 +141,9 @@ def _read_annotations(path: Path, emotion_type: str, num_classes: int) -> list[A
 def _select(annotations: list[Annotation], id_path: Path) -> list[Annotation]:
     """The annotations listed in an id file, in anno.json order (as the official loaders iterate them)."""
     ids = set()
-    for line_no, line in enumerate(id_path.read_text().splitlines(), 1):
+    with text_file_errors(id_path):
+        lines = id_path.read_text(encoding="utf-8").splitlines()
+    for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
-from mmer.errors import ConfigError, DataError
+from mmer.errors import ConfigError, DataError, text_file_errors
 from mmer.featurize.options import TextOptions
 from mmer.registry import DATASETS
 
@@ -71,7 +71,7 @@ def read_segments(root: Path) -> Segments:
     ids, videos, texts, labels = [], [], [], []
     for path in files:
         video_col, end_col = _COLUMNS[path.name]
-        with path.open(encoding="utf-8-sig", newline="") as fh:
+        with text_file_errors(path), path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             need = (video_col, end_col, "text", *LABELS)
             lacking = [c for c in need if c not in (reader.fieldnames or [])]

@@ -28,7 +28,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
-from mmer.errors import ConfigError, DataError
+from mmer.errors import ConfigError, DataError, text_file_errors
 from mmer.registry import DATASETS
 
 FILE = "music.csv"
@@ -53,7 +53,7 @@ def read_music(path: Path) -> MusicTable:
     """Parse music.csv: labels are the columns that belong to no feature view, in file order."""
     if not path.is_file():
         raise DataError(f"{path}: file does not exist (music-emotions needs {FILE} under --root)")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with text_file_errors(path), path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         rows = list(reader)

@@ -1,0 +1,55 @@
+"""Text inputs that are not UTF-8 (or not CSV) are one DataError / ConfigError naming the file, for every reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmer import config as cfglib
+from mmer.data.npz_format import read_npz_dir
+from mmer.data.readers.meld import read_utterances
+from mmer.data.readers.mosei_text import SEGMENTS_FILE, read_segments
+from mmer.data.readers.music import read_music
+from mmer.errors import ConfigError, DataError
+
+LATIN1 = "id,text\n1,caf\xe9\n".encode("latin-1")  # a byte that is not UTF-8
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("music.csv", read_music),
+        ("train_sent_emo.csv", read_utterances),
+        (SEGMENTS_FILE, lambda path: read_segments(path.parent)),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_named(tmp_path, name, read):
+    path = tmp_path / name
+    path.write_bytes(LATIN1)
+    with pytest.raises(DataError, match=rf"{name}: not UTF-8 text \(invalid continuation byte at byte \d+\)"):
+        read(path)
+
+
+def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"train:\n  epochs: \xff\n")
+    with pytest.raises(ConfigError, match=r"c.yaml is not UTF-8 text"):
+        cfglib.read_yaml(path, "config file")
+    with pytest.raises(ConfigError, match=r"is a directory, not a YAML file"):
+        cfglib.read_yaml(tmp_path, "config file")
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (42, "must hold a JSON object, got int"),
+        ({"format": "mmer-npz", "label_names": None, "modalities": ["text"]}, "field 'label_names' must be a non-empty list of names, got None"),
+        ({"format": "mmer-npz", "label_names": ["a"], "modalities": "text"}, "field 'modalities' must be a non-empty list of names, got 'text'"),
+    ],
+)
+def test_npz_meta_with_wrong_types_is_named(tmp_path: Path, meta, message):
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=rf"meta.json: {message}"):
+        read_npz_dir(tmp_path)

@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, IO
@@ -22,6 +22,14 @@ def make_output_dir(path: str | os.PathLike[str]) -> Path:
             raise MMERError(f"output folder {path}: {part} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def refuse_foreign_outputs(out: Path, names: Iterable[str], earlier_output: bool, what: str) -> None:
+    """A command that rewrites fixed file names in `out` may replace them only when `out` holds an earlier output of
+    that command (`earlier_output`); a user's file of the same name is never overwritten."""
+    clash = sorted(n for n in names if (out / n).exists())
+    if clash and not earlier_output:
+        raise MMERError(f"{out}: {', '.join(clash)} exist(s) and are not an earlier {what}; choose another --out")
 
 
 @functools.cache

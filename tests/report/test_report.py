@@ -150,3 +150,16 @@ def test_cooccurrence_and_emotion_groups_by_hand():
     assert np.isnan(np.diag(m)).all()
     groups, names = emotion_groups(y, ["a", "b", "c"])
     assert groups.tolist() == [4, 0, 4, 3] and names[3:] == ["no label", "2+ labels"]
+
+
+def test_a_users_file_is_never_replaced_but_an_earlier_report_is(runs, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.md").write_text("my notes\n")
+    assert main(["report", "--run", str(runs / "baseline"), "--out", str(mine)]) == 2
+    assert "index.md exist(s) and are not an earlier mmer report" in capsys.readouterr().err
+    assert (mine / "index.md").read_text() == "my notes\n" and [p.name for p in mine.iterdir()] == ["index.md"]
+    again = tmp_path / "again"
+    assert main(["report", "--run", str(runs / "baseline"), "--out", str(again)]) == 0
+    assert main(["report", "--run", str(runs / "br"), "--out", str(again)]) == 0  # regenerating a report is fine
+    assert (again / "index.md").read_text().startswith("# Report: br on")

@@ -72,3 +72,15 @@ def test_matrix_to_another_folder_and_bad_combinations(matrix, tmp_path, capsys)
     assert "--missing-matrix evaluates every subset" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "x")]) == 2
     assert "belong to --missing-matrix" in capsys.readouterr().err
+
+
+def test_matrix_never_replaces_a_users_file_of_the_same_name(matrix, tmp_path, capsys):
+    run, _ = matrix
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "robustness.md").write_text("my notes\n")
+    assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(mine)]) == 2
+    assert "robustness.md exist(s) and are not an earlier missing-modality matrix" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["robustness.md"] and (mine / "robustness.md").read_text() == "my notes\n"
+    assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(tmp_path / "m2")]) == 0
+    assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(tmp_path / "m2")]) == 0  # its own output

@@ -68,6 +68,7 @@ def _matrix(args: argparse.Namespace) -> int:
     if args.missing_repeats < 1:
         raise ConfigError(f"--missing-repeats must be >= 1, got {args.missing_repeats}")
     out = Path(args.out) if args.out else Path(args.run) / "robustness"
+    robustness.check_output(out)  # before the evaluations, not after
     loaded = load_run(args.run)
     result = robustness.robustness_matrix(loaded, str(args.run), args.split, args.missing_seed, args.missing_repeats)
     written = robustness.write(result, out)

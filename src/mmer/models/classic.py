@@ -122,7 +122,7 @@ class ClassifierChain(_ClassicModel):
         n_feat = x.shape[1]
         decided = torch.zeros(x.shape[0], self.coef.shape[0], device=x.device)  # [B, C] predicted 0/1 so far
         probs = torch.zeros_like(decided)
-        for j in range(self.coef.shape[0]):
+        for j in range(self.coef.shape[0]):  # a chain is sequential by definition; each link is vectorised over B
             logit = x @ self.coef[j, :n_feat] + decided @ self.coef[j, n_feat:] + self.intercept[j]
             probs[:, j] = torch.sigmoid(logit)
             decided[:, j] = (probs[:, j] > 0.5).float()

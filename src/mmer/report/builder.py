@@ -17,9 +17,11 @@ from mmer.data.load import load_dataset
 from mmer.engine import rundir
 from mmer.engine.trainer import check_compatible, load_run
 from mmer.errors import DataError
-from mmer.io import make_output_dir, write_text
+from mmer.io import make_output_dir, refuse_foreign_outputs, write_text
 from mmer.report import analysis, figures, plotting
 
+INDEX = "index.md"
+INDEX_HEADING = "# Report: "
 FIGURES = {
     "training_curves.png": "training losses, validation metrics and learning rate per epoch (history.csv)",
     "per_label.png": "test precision, recall and F1 of every label (metrics.json)",
@@ -50,6 +52,7 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     history = read_history(run_dir / rundir.HISTORY)  # everything the run-file figures need, read before writing
     test = read_test_metrics(run_dir / rundir.METRICS)
     gold, predicted = read_predictions(run_dir / rundir.PREDICTIONS, label_names)
+    refuse_foreign_outputs(out, [*FIGURES, INDEX], is_report(out), "mmer report")
     make_output_dir(out)
 
     if len(history) > 1 or any(k.startswith("train_loss") for k in history[0]):
@@ -82,7 +85,7 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
             report.skipped[filename] = "'common' and 'specific' have different feature sizes, so they cannot share one t-SNE"
         else:
             report.written.append(draw(out / filename))
-    write_text(out / "index.md", index_markdown(name, report))
+    write_text(out / INDEX, index_markdown(name, report))
     return report
 
 
@@ -131,8 +134,17 @@ def read_predictions(path: Path, label_names: list[str]) -> tuple[np.ndarray, np
     return np.array(gold), np.array(predicted)
 
 
+def is_report(out: Path) -> bool:
+    """Whether `out` holds an earlier `mmer report` (its index.md starts with the report heading)."""
+    try:
+        with (out / INDEX).open(encoding="utf-8") as fh:
+            return fh.readline().startswith(INDEX_HEADING)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def index_markdown(name: str, report: Report) -> str:
-    lines = [f"# Report: {name}", ""]
+    lines = [f"{INDEX_HEADING}{name}", ""]
     for path in report.written:
         lines += [f"## {path.name}", "", FIGURES.get(path.name, ""), "", f"![{path.stem}]({path.name})", ""]
     if report.skipped:

@@ -33,7 +33,7 @@ from mmer.data.dataset import DatasetBundle
 from mmer.data.load import load_dataset
 from mmer.data.transforms import drop_at_rate, drop_modalities
 from mmer.engine.trainer import BatchTransform, LoadedRun, evaluate_run
-from mmer.io import make_output_dir, write_json, write_text
+from mmer.io import make_output_dir, refuse_foreign_outputs, write_json, write_text
 from mmer.metrics import METRIC_KEYS
 from mmer.report import plotting
 
@@ -245,8 +245,9 @@ def plot_models(by_subset: Table, by_rate: Table, title: str, path: Path) -> Pat
 
 def write(result: RobustnessResult, out: Path) -> list[Path]:
     """robustness.json (everything), subsets.csv, rates.csv, robustness.md and, with matplotlib, robustness.png."""
-    make_output_dir(out)
     written = [out / RESULT_FILE, out / "subsets.csv", out / "rates.csv", out / "robustness.md"]
+    check_output(out)
+    make_output_dir(out)
     write_json(written[0], asdict(result) | {"settings": result.settings()})
     write_text(written[1], _csv(result.subsets))
     write_text(written[2], _csv(result.rates))
@@ -256,7 +257,17 @@ def write(result: RobustnessResult, out: Path) -> list[Path]:
     return written
 
 
+def check_output(out: Path) -> None:
+    """Refuse `out` when it holds a user's file named like one of the outputs (an earlier matrix is replaced)."""
+    names = (RESULT_FILE, "subsets.csv", "rates.csv", "robustness.md", "robustness.png")
+    refuse_foreign_outputs(out, names, load(out) is not None, "missing-modality matrix")
+
+
 def load(out: Path) -> dict[str, Any] | None:
-    """A previously written robustness.json, or None."""
+    """A previously written robustness.json, or None (also when the file is not one)."""
     path = out / RESULT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and "settings" in data else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmer import config as cfglib
@@ -53,3 +54,20 @@ def test_npz_meta_with_wrong_types_is_named(tmp_path: Path, meta, message):
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match=rf"meta.json: {message}"):
         read_npz_dir(tmp_path)
+
+
+def _npz_dir(tmp_path: Path, **replace) -> Path:
+    """A one-sample npz directory (format of `mmer data synth`), with arrays of test.npz replaced."""
+    tmp_path.mkdir()
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "mmer-npz", "version": 1, "label_names": ["a"], "modalities": ["text"]}))
+    arrays = {"labels": np.ones((1, 1), np.uint8), "ids": np.array(["x"]), "feat.text": np.zeros((1, 2, 3), np.float32), "mask.text": np.ones((1, 2), bool)}
+    for split in ("train", "valid", "test"):
+        np.savez(tmp_path / f"{split}.npz", **(arrays | replace if split == "test" else arrays))
+    return tmp_path
+
+
+def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"test.npz: array 'feat.text' has dtype <U1; expected numbers"):
+        read_npz_dir(_npz_dir(tmp_path / "text", **{"feat.text": np.full((1, 2, 3), "a")}))
+    with pytest.raises(DataError, match=r"test.npz: holds a pickled object array, which mmer refuses to load"):
+        read_npz_dir(_npz_dir(tmp_path / "objects", labels=np.array([[{"a": 1}]], dtype=object)))

@@ -70,14 +70,21 @@ def _read_split(path: Path, modalities: list[str]) -> SplitData:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path}: holds a pickled object array, which mmer refuses to load (unsafe); save plain arrays") from None
+        raise DataError(f"{path}: corrupt or truncated npz file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{path}: corrupt or truncated npz file ({exc})") from None
 
-    def take(key: str, required: bool = True) -> np.ndarray | None:
+    def take(key: str, required: bool = True, kinds: str = "biuf") -> np.ndarray | None:
+        """Array `key`, of a dtype kind in `kinds` (numpy kinds: b bool, i/u integers, f floats, U text)."""
         if key not in arrays:
             if required:
                 raise DataError(f"{path}: missing array '{key}'")
             return None
+        if arrays[key].dtype.kind not in kinds:
+            raise DataError(f"{path}: array '{key}' has dtype {arrays[key].dtype}; expected {'numbers or text' if 'U' in kinds else 'numbers'}")
         return arrays[key]
 
     labels = take("labels")
@@ -85,7 +92,7 @@ def _read_split(path: Path, modalities: list[str]) -> SplitData:
     if labels.ndim != 2:
         raise DataError(f"{path}: array 'labels' must be [N, C], got shape {labels.shape}")
     n = labels.shape[0]
-    ids = take("ids")
+    ids = take("ids", kinds="biuU")
     clip_index = take("clip_index", required=False)
     person = take("person", required=False)
     features, masks = {}, {}

@@ -101,3 +101,8 @@ def test_baseline_and_classic_sizes_are_checked_when_the_model_is_built(tmp_path
         args = ["train", "--model", model, "--dataset", "engine-toy", "--quiet", "--set", override, "--out", str(out)]
         assert main(args) == 2
         assert message in capsys.readouterr().err
+
+
+def test_classic_models_refuse_several_processes_before_anything_starts():
+    with pytest.raises(ConfigError, match=r"model 'cc' is fitted by scikit-learn in one process"):
+        cfglib.resolve("cc", "engine-toy", overrides=["train.devices=2"])

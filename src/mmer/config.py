@@ -377,6 +377,8 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: key 'train.betas' must be two numbers in [0, 1), got {list(t.betas)}")
     if t.schedule in ("warmup_linear", "warmup_cosine") and t.warmup > 1.0:
         raise ConfigError(f"{source}: key 'train.warmup' is a fraction of all steps for schedule '{t.schedule}' and must be <= 1, got {t.warmup} (train.warmup_steps counts updates)")
+    if t.devices * t.num_nodes > 1 and hasattr(MODELS.get(cfg.model_name).obj, "fit_classic"):
+        raise ConfigError(f"{source}: model '{cfg.model_name}' is fitted by scikit-learn in one process; set train.devices and train.num_nodes to 1")
     if t.micro_batch and not getattr(MODELS.get(cfg.model_name).obj, "supports_micro_batches", True):
         raise ConfigError(f"{source}: key 'train.micro_batch' must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
     for f in dataclasses.fields(cfg.model):

@@ -239,3 +239,15 @@ def test_a_run_whose_set_up_fails_leaves_no_folder_so_the_retry_works(tmp_path, 
     (keep / "notes.txt").write_text("mine\n")
     assert train(keep / "r", "--set", "model.num_heads=3") == 2
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+
+def test_predict_reads_the_runs_own_data_options(tmp_path, capsys):
+    """A run trained on tiny synth-dyadic is predicted on tiny synth-dyadic, not on the default size."""
+    run_dir = tmp_path / "tiny"
+    args = ["train", "--model", "baseline", "--dataset", "synth-dyadic", "--set", "data.options.size=tiny", "--epochs", "1", "--quiet", "--out", str(run_dir)]
+    assert main(args) == 0
+    for extra in ([], ["--dataset", "synth-dyadic"]):
+        out = tmp_path / f"p{len(extra)}.csv"
+        assert main(["predict", "--run", str(run_dir), *extra, "--out", str(out)]) == 0
+        assert out.read_text() == (run_dir / "predictions_test.csv").read_text()  # the run's 24 test samples
+    assert "wrote 24 predictions" in capsys.readouterr().out

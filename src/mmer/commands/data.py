@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = dsub.add_parser("check", help="validate a dataset and summarise it")
     c.add_argument("--dataset", required=True, help="registered dataset name (see `mmer list datasets`)")
     c.add_argument("--root", default=None, help="folder with the dataset's files (synthetic data: optional)")
+    c.add_argument("--set", action="append", default=[], metavar="data.options.KEY=VALUE", help="a dataset option (repeatable), as for `mmer train`")
     c.set_defaults(func=run_check)
 
 
@@ -48,8 +49,15 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from mmer import config as cfglib
+    from mmer.errors import ConfigError
+
     DATASETS.get(args.dataset)  # unknown name -> clear error before any file access
-    bundle = load_dataset(args.dataset, args.root)
+    for text in args.set:
+        if not text.startswith("data.options."):
+            raise ConfigError(f"--set {text}: `mmer data check` takes dataset options only (data.options.KEY=VALUE)")
+    options = cfglib.resolve("baseline", args.dataset, overrides=args.set).data.options  # validated like `mmer train`
+    bundle = load_dataset(args.dataset, args.root, options)
     print(summarize(bundle))
     print("OK: every split, field and shape is sound")
     return 0

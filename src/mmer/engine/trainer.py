@@ -277,8 +277,6 @@ class _Fit:
     # -- classic (scikit-learn) models
 
     def _fit_classic(self) -> None:
-        if self.fabric.world_size > 1:
-            raise DataError(f"model '{self.cfg.model_name}' is fitted by scikit-learn in one process; use --devices 1")
         train = self.bundle.splits["train"]
         if self.fast_dev_run:
             train = train.subset(torch.arange(min(len(train), self.cfg.data.batch_size)))

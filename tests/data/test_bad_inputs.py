@@ -1,4 +1,5 @@
-"""Text inputs that are not UTF-8 (or not CSV) are one DataError / ConfigError naming the file, for every reader."""
+"""Bad data inputs are one error naming the file and the field: text that is not UTF-8, npz files with wrong types,
+and options `mmer data check` does not take."""
 
 from __future__ import annotations
 
@@ -71,3 +72,12 @@ def test_npz_arrays_of_the_wrong_kind_are_named(tmp_path):
         read_npz_dir(_npz_dir(tmp_path / "text", **{"feat.text": np.full((1, 2, 3), "a")}))
     with pytest.raises(DataError, match=r"test.npz: holds a pickled object array, which mmer refuses to load"):
         read_npz_dir(_npz_dir(tmp_path / "objects", labels=np.array([[{"a": 1}]], dtype=object)))
+
+
+def test_data_check_takes_dataset_options_only(capsys):
+    from mmer.cli import main
+
+    assert main(["data", "check", "--dataset", "synth-dyadic", "--set", "data.options.size=tiny"]) == 0
+    assert "size=tiny" in capsys.readouterr().out
+    assert main(["data", "check", "--dataset", "synth-dyadic", "--set", "train.epochs=2"]) == 2
+    assert "takes dataset options only" in capsys.readouterr().err

@@ -251,3 +251,16 @@ def test_predict_reads_the_runs_own_data_options(tmp_path, capsys):
         assert main(["predict", "--run", str(run_dir), *extra, "--out", str(out)]) == 0
         assert out.read_text() == (run_dir / "predictions_test.csv").read_text()  # the run's 24 test samples
     assert "wrote 24 predictions" in capsys.readouterr().out
+
+
+def test_evaluate_reads_a_moved_data_folder_with_root(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--preset", "synth-dyadic", "--size", "tiny", "--quiet", "--out", str(data)]) == 0
+    run_dir = tmp_path / "run"
+    assert main(["train", "--model", "br", "--dataset", "npz", "--root", str(data), "--quiet", "--out", str(run_dir)]) == 0
+    data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run_dir)]) == 2
+    assert "meta.json" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run_dir), "--root", str(tmp_path / "moved"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((run_dir / "metrics.json").read_text())["test"]

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mmer.engine.trainer import evaluate_run, load_run
+from mmer.engine.trainer import LoadedRun, evaluate_run, load_run
 from mmer.errors import ConfigError, unknown_name
 from mmer.metrics import format_table
 
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing-rate", type=float, default=0.0, help="also drop each (sample, modality) with this probability")
     p.add_argument("--missing-seed", type=int, default=0, help="seed of the random dropping")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    p.add_argument("--root", default=None, help="read the run's dataset from this folder (default: the run's saved root), e.g. after moving it")
     m = p.add_argument_group("missing-modality matrix (docs/report.md)")
     m.add_argument("--missing-matrix", action="store_true", help="evaluate every non-empty subset of modalities and missing rates 0..0.9; write tables and a plot")
     m.add_argument("--missing-repeats", type=int, default=1, help="average the random dropping over this many seeds (from --missing-seed)")
@@ -37,6 +38,14 @@ def resolve_modalities(text: str, available: tuple[str, ...]) -> list[str]:
     return names
 
 
+def load_evaluated_run(args: argparse.Namespace) -> LoadedRun:
+    """The run's best.pt, reading its data from --root when given (a moved data folder)."""
+    loaded = load_run(args.run)
+    if args.root is not None:
+        loaded.cfg.data.root = args.root
+    return loaded
+
+
 def run(args: argparse.Namespace) -> int:
     from mmer.report.robustness import missing_transform
 
@@ -44,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return _matrix(args)
     if args.out is not None or args.missing_repeats != 1:
         raise ConfigError("--out and --missing-repeats belong to --missing-matrix")
-    loaded = load_run(args.run)
+    loaded = load_evaluated_run(args)
     spec = loaded.spec
     dropped = resolve_modalities(args.drop_modalities, spec.modality_names)
     if dropped and len(dropped) == len(spec.modality_names):
@@ -69,7 +78,7 @@ def _matrix(args: argparse.Namespace) -> int:
         raise ConfigError(f"--missing-repeats must be >= 1, got {args.missing_repeats}")
     out = Path(args.out) if args.out else Path(args.run) / "robustness"
     robustness.check_output(out)  # before the evaluations, not after
-    loaded = load_run(args.run)
+    loaded = load_evaluated_run(args)
     result = robustness.robustness_matrix(loaded, str(args.run), args.split, args.missing_seed, args.missing_repeats)
     written = robustness.write(result, out)
     if args.json:

@@ -106,3 +106,15 @@ def test_baseline_and_classic_sizes_are_checked_when_the_model_is_built(tmp_path
 def test_classic_models_refuse_several_processes_before_anything_starts():
     with pytest.raises(ConfigError, match=r"model 'cc' is fitted by scikit-learn in one process"):
         cfglib.resolve("cc", "engine-toy", overrides=["train.devices=2"])
+
+
+def test_a_wrongly_typed_value_names_the_layer_it_came_from(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set train.epochs=abc: key 'train.epochs' must be an integer"):
+        cfglib.resolve("baseline", "engine-toy", overrides=["train.epochs=abc"])
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: abc\n")
+    with pytest.raises(ConfigError, match=rf"^config file {path}: key 'train.epochs' must be an integer"):
+        cfglib.resolve("baseline", "engine-toy", str(path))
+    # cross-key rules apply to the final config, so the order of the overrides does not matter
+    cfg = cfglib.resolve("baseline", "engine-toy", overrides=["train.warmup=5", "train.schedule=epoch_warmup_cosine"])
+    assert cfg.train.warmup == 5

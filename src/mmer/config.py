@@ -321,17 +321,22 @@ def resolve(
         if "data" in layer and isinstance(layer["data"], dict) and layer["data"].get("name", dataset) != dataset:
             raise ConfigError(f"config file {config_file}: data.name is {layer['data']['name']!r} but --dataset is {dataset!r}")
         merge_into(base, layer, f"config file {config_file}")
+        build(base, f"config file {config_file}", check=False)  # a wrongly typed value is named with its layer
     for text in overrides or []:
         keys, value = parse_override(text)
         set_path(base, keys, value, f"--set {text}")
+        build(base, f"--set {text}", check=False)
     for dotted, value in (flags or {}).items():
         if value is not None:
-            set_path(base, dotted.split("."), value, f"--{dotted.split('.')[-1]}")
+            flag = f"--{dotted.split('.')[-1]}"
+            set_path(base, dotted.split("."), value, flag)
+            build(base, flag, check=False)
     return build(base)
 
 
-def build(data: dict[str, Any], source: str = "config") -> Config:
-    """Validate a plain dict (e.g. a saved config.yaml) into a Config."""
+def build(data: dict[str, Any], source: str = "config", check: bool = True) -> Config:
+    """Validate a plain dict (e.g. a saved config.yaml) into a Config. `check=False` converts types only: the
+    ranges and cross-key rules (`_check`) apply to the final config, whatever order the layers set keys in."""
     model = data.get("model_name")
     if not isinstance(model, str):
         raise ConfigError(f"{source}: missing 'model_name'")
@@ -353,7 +358,8 @@ def build(data: dict[str, Any], source: str = "config") -> Config:
         data=data_cfg,
         train=from_dict(TrainConfig, data.get("train", {}), "train", source),
     )
-    _check(cfg, source)
+    if check:
+        _check(cfg, source)
     return cfg
 
 

@@ -309,10 +309,12 @@ def resolve(
     config_file: str | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    presets: bool = True,
 ) -> Config:
-    """The fully resolved config for (model, dataset) with every layer applied and validated."""
+    """The fully resolved config for (model, dataset) with every layer applied and validated (`presets=False`:
+    without the model's preset, e.g. for the dataset's own default options)."""
     base = default_dict(model, dataset)
-    for layer, source in preset_layers(model, dataset):
+    for layer, source in preset_layers(model, dataset) if presets else []:
         merge_into(base, layer, source)
     if config_file:
         layer = read_yaml(config_file, "config file")

@@ -56,11 +56,8 @@ def run_check(args: argparse.Namespace) -> int:
     for text in args.set:
         if not text.startswith("data.options."):
             raise ConfigError(f"--set {text}: `mmer data check` takes dataset options only (data.options.KEY=VALUE)")
-    base = cfglib.default_dict("baseline", args.dataset)  # the dataset's own defaults: no model preset applies here
-    for text in args.set:
-        keys, value = cfglib.parse_override(text)
-        cfglib.set_path(base, keys, value, f"--set {text}")
-    options = cfglib.build(base, "--set", check=False).data.options  # validated like `mmer train`
+    # the dataset's own defaults (no model preset applies here) plus --set, validated like `mmer train`
+    options = cfglib.resolve("baseline", args.dataset, overrides=args.set, presets=False).data.options
     bundle = load_dataset(args.dataset, args.root, options)
     print(summarize(bundle))
     print("OK: every split, field and shape is sound")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mmer.engine.trainer import LoadedRun, evaluate_run, load_run
+from mmer.engine.trainer import evaluate_run, load_run, load_run_data
 from mmer.errors import ConfigError, unknown_name
 from mmer.metrics import format_table
 
@@ -38,14 +38,6 @@ def resolve_modalities(text: str, available: tuple[str, ...]) -> list[str]:
     return names
 
 
-def load_evaluated_run(args: argparse.Namespace) -> LoadedRun:
-    """The run's best.pt, reading its data from --root when given (a moved data folder)."""
-    loaded = load_run(args.run)
-    if args.root is not None:
-        loaded.cfg.data.root = args.root
-    return loaded
-
-
 def run(args: argparse.Namespace) -> int:
     from mmer.report.robustness import missing_transform
 
@@ -53,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
         return _matrix(args)
     if args.out is not None or args.missing_repeats != 1:
         raise ConfigError("--out and --missing-repeats belong to --missing-matrix")
-    loaded = load_evaluated_run(args)
+    loaded = load_run(args.run)
     spec = loaded.spec
     dropped = resolve_modalities(args.drop_modalities, spec.modality_names)
     if dropped and len(dropped) == len(spec.modality_names):
         raise ConfigError("--drop-modalities removes every modality; keep at least one")
     if not 0.0 <= args.missing_rate < 1.0:
         raise ConfigError(f"--missing-rate must be in [0, 1), got {args.missing_rate}")
-    metrics = evaluate_run(loaded, args.split, missing_transform(dropped, args.missing_rate, args.missing_seed))
+    transform = missing_transform(dropped, args.missing_rate, args.missing_seed)
+    metrics = evaluate_run(loaded, args.split, transform, load_run_data(loaded, args.root))
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -78,8 +71,9 @@ def _matrix(args: argparse.Namespace) -> int:
         raise ConfigError(f"--missing-repeats must be >= 1, got {args.missing_repeats}")
     out = Path(args.out) if args.out else Path(args.run) / "robustness"
     robustness.check_output(out)  # before the evaluations, not after
-    loaded = load_evaluated_run(args)
-    result = robustness.robustness_matrix(loaded, str(args.run), args.split, args.missing_seed, args.missing_repeats)
+    loaded = load_run(args.run)
+    bundle = load_run_data(loaded, args.root)
+    result = robustness.robustness_matrix(loaded, str(args.run), args.split, args.missing_seed, args.missing_repeats, bundle)
     written = robustness.write(result, out)
     if args.json:
         print(json.dumps({"subsets": result.subsets, "rates": result.rates}, indent=2))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mmer.data.load import load_dataset
 from mmer.engine import rundir
-from mmer.engine.trainer import load_run, predict_run
+from mmer.engine.trainer import load_run, load_run_data, predict_run
 from mmer.errors import MMERError
 from mmer.io import write_text
 
@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise MMERError(f"{out} already exists; pass --overwrite to replace it")
     loaded = load_run(args.run)
-    data = loaded.cfg.data
-    if args.dataset is None or args.dataset == data.name:  # the run's data, as it was trained and tested on
-        bundle = load_dataset(data.name, args.root if args.root is not None else data.root, data.options)
+    if args.dataset is None or args.dataset == loaded.cfg.data.name:  # the run's data, as trained and tested on
+        bundle = load_run_data(loaded, args.root)
     else:
         bundle = load_dataset(args.dataset, args.root)
     pred = predict_run(loaded, bundle, args.split)

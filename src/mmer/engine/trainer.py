@@ -127,17 +127,16 @@ class _Fit:
         fabric.barrier()
         self.log = rundir.get_logger(self.run_dir, self.quiet, fabric.global_rank)
         self.file_log = rundir.get_logger(self.run_dir, True, fabric.global_rank, "file")  # the command prints results
+        finished = False
         try:
-            return self._run()
-        except BaseException:
-            rundir.close_logger(self.log)
-            rundir.close_logger(self.file_log)
-            if self.rank0 and new_folder and not self.fast_dev_run:
-                rundir.discard_unstarted(self.run_dir)  # a failed set-up leaves no folder that blocks the retry
-            raise
+            result = self._run()
+            finished = True
+            return result
         finally:
             rundir.close_logger(self.log)
             rundir.close_logger(self.file_log)
+            if not finished and self.rank0 and new_folder and not self.fast_dev_run:
+                rundir.discard_unstarted(self.run_dir)  # a failed set-up leaves no folder that blocks the retry
 
     def _run(self) -> dict[str, Any]:
         fabric, cfg = self.fabric, self.cfg
@@ -376,10 +375,17 @@ def check_compatible(run_spec: DataSpec, data_spec: DataSpec, source: str) -> No
         raise DataError(f"{source}: multi-party/personality layout differs from the run's dataset '{run_spec.name}'")
 
 
+def load_run_data(run: LoadedRun, root: str | Path | None = None) -> DatasetBundle:
+    """The run's own dataset, read with its saved data options, from `root` if given (a moved folder), else from
+    the saved root."""
+    data = run.cfg.data
+    return load_dataset(data.name, root if root is not None else data.root, data.options)
+
+
 def evaluate_run(run: LoadedRun, split: str = "test", transform: BatchTransform | None = None, bundle: DatasetBundle | None = None) -> dict[str, Any]:
     """Metrics of a run's best.pt on one split of its dataset (same code path as training)."""
     if bundle is None:
-        bundle = load_dataset(run.cfg.data.name, run.cfg.data.root, run.cfg.data.options)
+        bundle = load_run_data(run)
     if split not in bundle.splits:
         raise DataError(f"{bundle.source}: no split '{split}' (has {', '.join(bundle.splits)})")
     check_compatible(run.spec, bundle.spec, bundle.source)

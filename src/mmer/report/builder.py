@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmer.data.load import load_dataset
 from mmer.engine import rundir
-from mmer.engine.trainer import check_compatible, load_run
+from mmer.engine.trainer import check_compatible, load_run, load_run_data
 from mmer.errors import DataError
 from mmer.io import make_output_dir, refuse_foreign_outputs, write_text
 from mmer.report import analysis, figures, plotting
@@ -63,7 +62,7 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     report.written.append(figures.label_cooccurrence(gold, predicted, label_names, name, out / "label_cooccurrence.png"))
 
     cfg = loaded.cfg
-    bundle = load_dataset(cfg.data.name, root if root is not None else cfg.data.root, cfg.data.options)
+    bundle = load_run_data(loaded, root)
     check_compatible(loaded.spec, bundle.spec, bundle.source)
     data = analysis.collect(loaded.model, bundle.splits["test"], cfg.data.eval_batch_size)
     missing = f"{cfg.model_name}.analysis() does not return"

@@ -30,9 +30,8 @@ from mmer.benchmark.stats import summarize
 from mmer.benchmark.tables import Table
 from mmer.data.batch import Batch
 from mmer.data.dataset import DatasetBundle
-from mmer.data.load import load_dataset
 from mmer.data.transforms import drop_at_rate, drop_modalities
-from mmer.engine.trainer import BatchTransform, LoadedRun, evaluate_run
+from mmer.engine.trainer import BatchTransform, LoadedRun, evaluate_run, load_run_data
 from mmer.io import make_output_dir, refuse_foreign_outputs, write_json, write_text
 from mmer.metrics import METRIC_KEYS
 from mmer.report import plotting
@@ -40,6 +39,8 @@ from mmer.report import plotting
 RATES = tuple(round(0.1 * i, 1) for i in range(10))
 SHOWN = ("acc", "precision", "recall", "micro_f1", "macro_f1", "weighted_f1")
 RESULT_FILE = "robustness.json"
+TABLE_FILES = (RESULT_FILE, "subsets.csv", "rates.csv", "robustness.md")  # written by `write`, in this order
+PLOT_FILE = "robustness.png"  # with matplotlib
 
 
 def missing_transform(dropped: Sequence[str] = (), rate: float = 0.0, seed: int = 0) -> BatchTransform | None:
@@ -103,7 +104,7 @@ def robustness_matrix(
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     if bundle is None:
-        bundle = load_dataset(run.cfg.data.name, run.cfg.data.root, run.cfg.data.options)
+        bundle = load_run_data(run)
     names = run.spec.modality_names
     result = RobustnessResult(run_name, split, tuple(names), seed, repeats)
 
@@ -245,7 +246,7 @@ def plot_models(by_subset: Table, by_rate: Table, title: str, path: Path) -> Pat
 
 def write(result: RobustnessResult, out: Path) -> list[Path]:
     """robustness.json (everything), subsets.csv, rates.csv, robustness.md and, with matplotlib, robustness.png."""
-    written = [out / RESULT_FILE, out / "subsets.csv", out / "rates.csv", out / "robustness.md"]
+    written = [out / name for name in TABLE_FILES]
     check_output(out)
     make_output_dir(out)
     write_json(written[0], asdict(result) | {"settings": result.settings()})
@@ -253,14 +254,13 @@ def write(result: RobustnessResult, out: Path) -> list[Path]:
     write_text(written[2], _csv(result.rates))
     write_text(written[3], to_markdown(result))
     if plotting.has_matplotlib():
-        written.append(plot(result, out / "robustness.png"))
+        written.append(plot(result, out / PLOT_FILE))
     return written
 
 
 def check_output(out: Path) -> None:
     """Refuse `out` when it holds a user's file named like one of the outputs (an earlier matrix is replaced)."""
-    names = (RESULT_FILE, "subsets.csv", "rates.csv", "robustness.md", "robustness.png")
-    refuse_foreign_outputs(out, names, load(out) is not None, "missing-modality matrix")
+    refuse_foreign_outputs(out, (*TABLE_FILES, PLOT_FILE), load(out) is not None, "missing-modality matrix")
 
 
 def load(out: Path) -> dict[str, Any] | None:

@@ -43,3 +43,14 @@ def test_without_overwrite_a_file_that_appears_during_the_write_is_kept(tmp_path
 def test_a_directory_is_not_a_file_name(tmp_path):
     with pytest.raises(MMERError, match="is a directory; give a file name"):
         write_text(tmp_path, "x")
+
+
+def test_contents_reach_the_disk_before_the_file_takes_its_name(tmp_path, monkeypatch):
+    """A crash after the rename must not leave an empty file under the final name: the temporary is fsynced first."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.path.getsize(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", None)), real_replace(a, b)))
+    write_text(tmp_path / "a.txt", "hello\n")
+    assert events == [("fsync", 6), ("replace", None)]
+    assert (tmp_path / "a.txt").read_text() == "hello\n"

@@ -40,6 +40,15 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _flush_to_disk(path: str) -> None:
+    """Make the contents durable before the rename, so a crash never leaves `path` renamed but empty."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it becomes `path` in one step: a rename, or, without
@@ -55,6 +64,7 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
     os.chmod(tmp, _file_mode())
     try:
         yield Path(tmp)
+        _flush_to_disk(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:

@@ -23,6 +23,7 @@ class Entry(Generic[T]):
     obj: T
     options: type | None  # dataclass of the entry's own configuration, or None
     summary: str
+    needs_root: bool = False  # datasets: reads files under --root (built-in generators do not)
 
 
 class Registry(Generic[T]):
@@ -32,12 +33,14 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
 
-    def register(self, name: str, *, options: type | None = None, summary: str = "") -> Callable[[T], T]:
+    def register(
+        self, name: str, *, options: type | None = None, summary: str = "", needs_root: bool = False
+    ) -> Callable[[T], T]:
         def deco(obj: T) -> T:
             if name in self._entries:
                 raise RuntimeError(f"{self.kind} '{name}' registered twice")
             doc = summary or ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
-            self._entries[name] = Entry(name, obj, options, doc)
+            self._entries[name] = Entry(name, obj, options, doc, needs_root)
             return obj
 
         return deco

@@ -217,6 +217,16 @@ def test_bad_arguments_fail_before_anything_trains(tmp_path, monkeypatch, capsys
     assert message in capsys.readouterr().err and fits.calls == []
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_dataset_that_reads_files_needs_its_root_before_anything_trains(tmp_path, monkeypatch, capsys, dry_run):
+    """The grid's first run (engine-toy, built in) would train before the real dataset's missing folder showed up."""
+    fits = FitCalls(monkeypatch)
+    args = ["benchmark", "--models", "baseline", "--datasets", "engine-toy,music-emotions", "--seeds", "1", "--out", str(tmp_path / "b")]
+    assert main([*args, *dry_run]) == 2
+    assert "dataset 'music-emotions' reads files: give its data folder with --root music-emotions=DIR" in capsys.readouterr().err
+    assert fits.calls == [] and not (tmp_path / "b").exists()
+
+
 def test_option_added_after_a_run_keeps_the_run_unless_it_is_changed(tmp_path, capsys):
     """A saved config that lacks a key the code now has (a newer option) is still this grid's run when the key is
     at its default; setting the key to anything else makes the run stale."""

@@ -264,3 +264,12 @@ def test_evaluate_reads_a_moved_data_folder_with_root(tmp_path, capsys):
     assert "meta.json" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run_dir), "--root", str(tmp_path / "moved"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads((run_dir / "metrics.json").read_text())["test"]
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_silences_lightnings_set_up_lines(tmp_path, capfd, caplog, quiet):
+    """--quiet prints the metric table only; without it Lightning's precision line stays (a user's choice shown)."""
+    args = ["train", "--model", "baseline", "--dataset", "engine-toy", "--epochs", "1", "--precision", "bf16", "--out", str(tmp_path / "r")]
+    assert main([*args, *(["--quiet"] if quiet else [])]) == 0
+    shown = capfd.readouterr().err + caplog.text  # Lightning logs to stderr; pytest captures its log records
+    assert ("bfloat16" in shown) is not quiet

@@ -31,6 +31,7 @@ from mmer.benchmark.ablations import AblationTable
 from mmer.config import Config
 from mmer.engine import rundir, trainer
 from mmer.errors import ConfigError
+from mmer.registry import DATASETS
 
 RUNS = "runs"
 STATUSES = ("new", "complete", "resume", "restart", "stale", "blocked")
@@ -114,6 +115,8 @@ def plan(specs: Iterable[RunSpec], out: Path, epochs: int | None = None, roots: 
     planned = []
     for spec in specs:
         cfg = resolve_config(spec, epochs, roots.get(spec.dataset))
+        if cfg.data.root is None and DATASETS.get(spec.dataset).needs_root:
+            raise ConfigError(f"dataset '{spec.dataset}' reads files: give its data folder with --root {spec.dataset}=DIR")
         run_dir = spec.run_dir(out)
         status, problem = inspect(run_dir, cfg)
         planned.append(PlannedRun(spec, run_dir, cfg, status, problem))

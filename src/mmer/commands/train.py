@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["32", "bf16", "16-mixed"], default=None)
     p.add_argument("--fast-dev-run", action="store_true", help="run one batch of each split; write nothing but a log")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines on the terminal")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, log lines or Lightning set-up lines on the terminal")
     p.set_defaults(func=run)
 
 

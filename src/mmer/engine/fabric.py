@@ -9,7 +9,10 @@ all-reduce just before the optimizer step — exactly DDP's arithmetic, for any 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 
 import torch
 from lightning_fabric import Fabric
@@ -39,6 +42,19 @@ def make_fabric(cfg: TrainConfig) -> Fabric:
         strategy="ddp" if parallel else "auto",
         precision=PRECISIONS[cfg.precision],  # type: ignore[arg-type]
     )
+
+
+@contextlib.contextmanager
+def lightning_banners(shown: bool) -> Iterator[None]:
+    """Let Lightning print its set-up lines (precision, DDP initialisation) only if `shown` (not under --quiet)."""
+    logger = logging.getLogger("lightning_fabric")
+    level = logger.level
+    if not shown:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def broadcast_parameters(fabric: Fabric, model: nn.Module) -> None:

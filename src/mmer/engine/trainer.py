@@ -33,7 +33,7 @@ from mmer.data.loader import eval_batches, num_train_batches, train_batches
 from mmer.engine import rundir
 from mmer.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mmer.engine.context import StepContext, run_training_step
-from mmer.engine.fabric import average_gradients, broadcast_parameters, gather_rows, make_fabric
+from mmer.engine.fabric import average_gradients, broadcast_parameters, gather_rows, lightning_banners, make_fabric
 from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.errors import DataError, DivergenceError
@@ -104,8 +104,9 @@ def fit(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, fast_d
     if resume:
         cfg = cfglib.build(load_checkpoint(run_dir / rundir.LAST)["config"], f"{run_dir / rundir.LAST}")
     assert cfg is not None, "fit needs a config unless resuming"
-    fabric = make_fabric(cfg.train)
-    fabric.launch()
+    with lightning_banners(shown=not quiet):
+        fabric = make_fabric(cfg.train)
+        fabric.launch()
     return _Fit(fabric, cfg, run_dir, resume, fast_dev_run, quiet).run()
 
 

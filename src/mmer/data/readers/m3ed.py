@@ -51,7 +51,7 @@ class M3EDOptions:
     max_utterances: int = 60  # dialogue pickle: sequences keep the first this many utterances (CARAT: 60)
 
 
-@DATASETS.register("m3ed", options=M3EDOptions, summary="M3ED dialogues (release pickle or CARAT's m3ed_data_60.pt), 7 emotions")
+@DATASETS.register("m3ed", options=M3EDOptions, summary="M3ED dialogues (release pickle or CARAT's m3ed_data_60.pt), 7 emotions", needs_root=True)
 def load_m3ed(root: Path | None, options: M3EDOptions | None) -> DatasetBundle:
     options = options or M3EDOptions()
     if options.max_utterances < 1:

@@ -154,6 +154,7 @@ def build_split(utt: Utterances, feats: np.ndarray, mask: np.ndarray, layout: st
     "meld",
     options=MeldOptions,
     summary="MELD dialogues as multi-party data: speakers x utterances, featurised text, 7 emotions (one-hot)",
+    needs_root=True,
 )
 def read_meld(root: Path | None, options: MeldOptions) -> DatasetBundle:
     if root is None:

@@ -106,10 +106,14 @@ def _make_loader(emotion_type: str, name: str) -> Callable[[Path | None, MEmoROp
     return load
 
 
-DATASETS.register("memor-primary", options=MEmoROptions, summary="MEmoR multi-party clips, 9 primary emotions, personality")(
+DATASETS.register(
+    "memor-primary", options=MEmoROptions, summary="MEmoR multi-party clips, 9 primary emotions, personality", needs_root=True
+)(
     _make_loader("primary", "memor-primary")
 )
-DATASETS.register("memor-fine", options=MEmoROptions, summary="MEmoR multi-party clips, 14 fine-grained emotions, personality")(
+DATASETS.register(
+    "memor-fine", options=MEmoROptions, summary="MEmoR multi-party clips, 14 fine-grained emotions, personality", needs_root=True
+)(
     _make_loader("fine_grained", "memor-fine")
 )
 

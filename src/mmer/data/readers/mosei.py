@@ -45,7 +45,7 @@ class MoseiUnalignedOptions:
     masks: MaskMode = "real"
 
 
-@DATASETS.register("mosei-aligned", options=MoseiAlignedOptions, summary="CMU-MOSEI word-aligned (processed .pt), 6 emotions")
+@DATASETS.register("mosei-aligned", options=MoseiAlignedOptions, summary="CMU-MOSEI word-aligned (processed .pt), 6 emotions", needs_root=True)
 def load_mosei_aligned(root: Path | None, options: MoseiAlignedOptions | None) -> DatasetBundle:
     options = options or MoseiAlignedOptions()
     path = require_file(root, options.file, "mosei-aligned", f"{options.file} (the processed word-aligned CMU-MOSEI file)")
@@ -53,7 +53,7 @@ def load_mosei_aligned(root: Path | None, options: MoseiAlignedOptions | None) -
     return label_sequence_bundle(data, str(path), "mosei-aligned", MOSEI_LABELS, ALIGNED_FIELDS, options.masks, owned=True)
 
 
-@DATASETS.register("mosei-unaligned", options=MoseiUnalignedOptions, summary="CMU-MOSEI unaligned (MulT pickle + labels from the .pt)")
+@DATASETS.register("mosei-unaligned", options=MoseiUnalignedOptions, summary="CMU-MOSEI unaligned (MulT pickle + labels from the .pt)", needs_root=True)
 def load_mosei_unaligned(root: Path | None, options: MoseiUnalignedOptions | None) -> DatasetBundle:
     options = options or MoseiUnalignedOptions()
     holds = f"{options.file} (MulT's unaligned CMU-MOSEI pickle) and {options.labels_file} (the aligned .pt, for the labels)"

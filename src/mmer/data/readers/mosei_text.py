@@ -132,6 +132,7 @@ def split_by_video(videos: list[str], seed: int, valid_fraction: float, test_fra
     "mosei-text",
     options=MoseiTextOptions,
     summary="CMU-MOSEI emotion labels on the 6,533 transcribed segments; featurised text, audio/visual absent",
+    needs_root=True,
 )
 def read_mosei_text(root: Path | None, options: MoseiTextOptions) -> DatasetBundle:
     if root is None:

@@ -108,6 +108,7 @@ def fold_splits(n: int, folds: int, fold: int, seed: int) -> dict[str, np.ndarra
     "music-emotions",
     options=MusicOptions,
     summary="593 songs, 6 emotion labels; rhythm (8) and timbre (64) audio features as two modalities, seeded folds",
+    needs_root=True,
 )
 def read_music_emotions(root: Path | None, options: MusicOptions) -> DatasetBundle:
     if root is None:

@@ -50,7 +50,7 @@ def load_synth_dyadic(root: Path | None, options: SynthDyadicOptions | None) -> 
     return _synthetic("synth-dyadic", root, options.size, options.seed)
 
 
-@DATASETS.register("npz", summary="your own data in the mmer-npz format (--root DIR; layout in docs/synthetic.md)")
+@DATASETS.register("npz", summary="your own data in the mmer-npz format (--root DIR; layout in docs/synthetic.md)", needs_root=True)
 def load_npz(root: Path | None, options: None) -> DatasetBundle:
     if root is None:
         raise DataError(

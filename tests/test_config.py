@@ -33,6 +33,9 @@ def test_config_file_layer_and_saved_config_round_trip(tmp_path):
     path.write_text("train:\n  epochs: 7\nmodel:\n  dropout: 0.2\n")
     cfg = cfglib.resolve("baseline", "engine-toy", str(path), ["train.epochs=9"])
     assert cfg.train.epochs == 9 and cfg.model.dropout == 0.2
+    # later layers win: the file over the preset, --set over the file, the flags (--epochs, --seed) over --set
+    cfg = cfglib.resolve("baseline", "engine-toy", str(path), ["train.epochs=9", "train.seed=3"], {"train.epochs": 5, "train.seed": None})
+    assert cfg.train.epochs == 5 and cfg.train.seed == 3 and cfg.model.dropout == 0.2
     assert cfglib.build(cfg.to_dict()) == cfg
     path.write_text("trian:\n  epochs: 7\n")
     with pytest.raises(ConfigError, match=r"config file .*unknown key 'trian'.*did you mean 'train'"):
@@ -85,10 +88,14 @@ def test_a_data_section_that_is_not_a_mapping_is_named():
         cfglib.resolve("baseline", "engine-toy", overrides=["data=3"])
 
 
-@pytest.mark.parametrize(("model", "key"), [("ramer", "common_dropout"), ("tailor", "attention_dropout"), ("baseline", "dropout")])
-def test_a_dropout_outside_0_1_is_refused_naming_the_key(model, key):
-    with pytest.raises(ConfigError, match=rf"'model.{key}' is a dropout probability and must be in \[0, 1\), got 1.5"):
-        cfglib.resolve(model, "synth-dyadic", overrides=[f"model.{key}=1.5"])
+@pytest.mark.parametrize(
+    ("model", "key", "value"),
+    [("ramer", "common_dropout", "1.5"), ("tailor", "attention_dropout", "1.0"), ("baseline", "dropout", "-0.1"), ("amp", "dropout", "1.0")],
+)
+def test_a_dropout_outside_0_1_is_refused_naming_the_key(model, key, value):
+    with pytest.raises(ConfigError, match=rf"'model.{key}' is a dropout probability and must be in \[0, 1\), got {value}"):
+        cfglib.resolve(model, "synth-dyadic", overrides=[f"model.{key}={value}"])
+    cfglib.resolve(model, "synth-dyadic", overrides=[f"model.{key}=0.0"])  # 0 is allowed
 
 
 def test_baseline_and_classic_sizes_are_checked_when_the_model_is_built(tmp_path, capsys):

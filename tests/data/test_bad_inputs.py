@@ -49,6 +49,8 @@ def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named(tmp_path):
         (42, "must hold a JSON object, got int"),
         ({"format": "mmer-npz", "label_names": None, "modalities": ["text"]}, "field 'label_names' must be a non-empty list of names, got None"),
         ({"format": "mmer-npz", "label_names": ["a"], "modalities": "text"}, "field 'modalities' must be a non-empty list of names, got 'text'"),
+        ({"format": "mmer-npz", "version": 2, "label_names": ["a"], "modalities": ["text"]}, "field 'format' is 'mmer-npz' v2, expected 'mmer-npz' v1"),
+        ({"format": "npy", "version": 1, "label_names": ["a"], "modalities": ["text"]}, "field 'format' is 'npy' v1, expected 'mmer-npz' v1"),
     ],
 )
 def test_npz_meta_with_wrong_types_is_named(tmp_path: Path, meta, message):

@@ -1,5 +1,6 @@
 import torch
 
+from mmer.data.batch import Batch
 from mmer.data.transforms import drop_at_rate, drop_modalities
 from tests.engine.toy_data import make_split
 
@@ -20,3 +21,19 @@ def test_drop_at_rate_is_seeded_and_keeps_one_modality():
     assert present.any(dim=1).all()  # never every modality gone
     assert 0.3 < (~present).float().mean() < 0.6  # most second modalities dropped at 0.9
     assert drop_at_rate(batch, 0.0, torch.Generator().manual_seed(1)).present().all()
+    for j, m in enumerate(a.modalities):  # a dropped modality is zeros (a model that ignores masks sees nothing)
+        dropped = ~present[:, j]
+        assert dropped.any() and not a.features[m][dropped].any() and not a.masks[m][dropped].any()
+        assert torch.equal(a.features[m][~dropped], batch.features[m][~dropped])
+
+
+def test_a_modality_with_leading_padding_is_present():
+    """MOSEI pads at the front: a sample whose first steps are padding still has the modality."""
+    batch = Batch(
+        features={"text": torch.ones(2, 3, 4), "audio": torch.ones(2, 3, 2)},
+        masks={"text": torch.tensor([[False, True, True], [False, False, False]]), "audio": torch.tensor([[False, False, True], [True, False, False]])},
+        labels=torch.zeros(2, 1),
+        ids=["a", "b"],
+        index=torch.arange(2),
+    )
+    assert batch.present().tolist() == [[True, True], [False, True]]

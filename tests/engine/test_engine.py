@@ -273,3 +273,20 @@ def test_quiet_silences_lightnings_set_up_lines(tmp_path, capfd, caplog, quiet):
     assert main([*args, *(["--quiet"] if quiet else [])]) == 0
     shown = capfd.readouterr().err + caplog.text  # Lightning logs to stderr; pytest captures its log records
     assert ("bfloat16" in shown) is not quiet
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_patience_stops_and_the_run_is_scored_with_the_selected_epoch(tmp_path, monkeypatch, patience):
+    """Only epoch 1 counts as an improvement here, so training stops `patience` epochs later, and metrics.json
+    (and the test predictions) come from best.pt's epoch-1 weights, not from the last epoch's."""
+    monkeypatch.setattr(trainer, "is_better", lambda metric, new, best, mode: best is None)
+    out = tmp_path / "r"
+    assert train(out, "--epochs", "5", "--set", f"train.patience={patience}") == 0
+    with (out / "history.csv").open() as fh:
+        history = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in history] == list(range(1, patience + 2))
+    assert [int(r["best"]) for r in history] == [1] + [0] * patience
+    assert float(history[-1]["valid_micro_f1"]) != float(history[0]["valid_micro_f1"])  # the epochs do differ
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid"]["micro_f1"] == pytest.approx(float(history[0]["valid_micro_f1"]), abs=1e-6)
+    assert json.loads((out / "run_info.json").read_text())["best_epoch"] == 1

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from mmer.config import TrainConfig
-from mmer.engine.optim import BertAdam, build_scheduler, lr_factor
+from mmer.engine.optim import BertAdam, build_optimizer, build_scheduler, lr_factor
 from mmer.errors import ConfigError
+from mmer.models.base import MMERModel
 
 
 def test_bertadam_matches_hand_computed_update_without_bias_correction():
@@ -99,3 +100,20 @@ def test_bad_warmup_steps_is_refused(cfg, message):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ConfigError, match=message):
         build_scheduler(opt, cfg, total_steps=10, steps_per_epoch=5)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "bertadam"])
+def test_exempt_parameters_get_no_weight_decay_in_the_built_optimizer(optimizer):
+    """Every optimizer is built from the model's groups: weights decay at train.weight_decay, biases and norms not."""
+    class Tiny(torch.nn.Module):
+        param_groups = MMERModel.param_groups
+
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(3, 3)
+            self.layernorm = torch.nn.LayerNorm(3)
+
+    model = Tiny()
+    groups = build_optimizer(model, TrainConfig(optimizer=optimizer, weight_decay=0.01)).param_groups
+    by_decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in groups}
+    assert by_decay == {0.01: {id(model.proj.weight)}, 0.0: {id(model.proj.bias), id(model.layernorm.weight), id(model.layernorm.bias)}}

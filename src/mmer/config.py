@@ -148,14 +148,13 @@ def _coerce(value: Any, tp: Any, path: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, path, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue  # try the next member; if none fits, name them all
         raise bad(" or ".join(_type_name(a) for a in args))
     if origin is Literal:
         if value in args:

@@ -1,4 +1,4 @@
-"""The one metric suite (definitions in docs/metrics.md).
+"""The one metric suite; every table, log and benchmark reads these definitions.
 
 - acc: example-based Jaccard |Y ∩ Ŷ| / |Y ∪ Ŷ| averaged over samples, where a sample with both sets empty scores
   0 (what all four official codes compute; equal to sklearn's jaccard_score(average="samples", zero_division=0)).
@@ -56,7 +56,7 @@ def _weighted_f1(per_label_f1: np.ndarray, support: np.ndarray) -> float:
     return float((per_label_f1 * support).sum() / total) if total > 0 else 0.0
 
 
-def is_better(metric: str, new: float, best: float | None, mode: str) -> bool:
+def is_better(new: float, best: float | None, mode: str) -> bool:
     """Selection rule: strictly better under `mode` ('max' or 'min'); ties keep the earlier checkpoint."""
     if best is None:
         return True

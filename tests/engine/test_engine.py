@@ -279,7 +279,7 @@ def test_quiet_silences_lightnings_set_up_lines(tmp_path, capfd, caplog, quiet):
 def test_patience_stops_and_the_run_is_scored_with_the_selected_epoch(tmp_path, monkeypatch, patience):
     """Only epoch 1 counts as an improvement here, so training stops `patience` epochs later, and metrics.json
     (and the test predictions) come from best.pt's epoch-1 weights, not from the last epoch's."""
-    monkeypatch.setattr(trainer, "is_better", lambda metric, new, best, mode: best is None)
+    monkeypatch.setattr(trainer, "is_better", lambda new, best, mode: best is None)
     out = tmp_path / "r"
     assert train(out, "--epochs", "5", "--set", f"train.patience={patience}") == 0
     with (out / "history.csv").open() as fh:

@@ -211,9 +211,9 @@ def test_weight_decay_groups_follow_the_official_code():
     since the rule is a substring test, not the CTC LSTMs' `bias_ih_l*` / `bias_hh_l*`."""
     spec = DataSpec("toy", ("a", "b"), (ModalitySpec("text", 7, 5), ModalitySpec("visual", 4, 9), ModalitySpec("audio", 5, 8)))
     lstm = {n for n, p in model_for(spec, ctc="text").named_parameters() if "lstm" in n}
-    assert {n for n in lstm if is_no_decay(n, None)} == {n for n in lstm if ".bias_" in n} != set()
+    assert {n for n in lstm if is_no_decay(n)} == {n for n in lstm if ".bias_" in n} != set()
     model = model_for()
-    decayed = {n for n, p in model.named_parameters() if not is_no_decay(n, p)}
+    decayed = {n for n, _ in model.named_parameters() if not is_no_decay(n)}
     assert "input_norms.text.weight" in decayed and "classifier" in decayed
     assert "label_attention.text.queries.weight" in decayed
     assert "encoders.text.embedding.norm.weight" not in decayed and "input_norms.text.bias" not in decayed

@@ -5,5 +5,6 @@
 - `results.py`    one row per finished run (results.csv)
 - `stats.py`      mean and sample std over seeds; paired comparison with a t-based confidence interval
 - `tables.py`     paper-style tables rendered as Markdown, CSV and LaTeX
+- `summary.py`    the tables a grid's results give: per dataset, ablation, paired comparison, robustness
 - `runner.py`     the whole benchmark: plan, run, collect, write every output
 """

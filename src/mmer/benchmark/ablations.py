@@ -70,6 +70,7 @@ def find_ablation_file(ref: str) -> Path:
 
 
 def load_ablation_file(ref: str) -> AblationTable:
+    """Read an ablation file (a path, or the name of one under configs/ablations/) into its named override rows."""
     path = find_ablation_file(ref)
     data = read_yaml(path, "ablation file")
     if not data:

@@ -22,7 +22,6 @@ from mmer.errors import DataError
 from mmer.io import write_text
 from mmer.metrics import METRIC_KEYS, compute_metrics
 
-RUN_INFO = "run_info.json"
 COLUMNS = (
     "model", "variant", "entry", "dataset", "seed", "overrides", *METRIC_KEYS,
     "parameters", "best_epoch", "train_seconds", "wall_seconds", "peak_rss_mb", "run_dir",
@@ -53,7 +52,7 @@ def collect_row(spec: RunSpec, run_dir: Path, out: Path) -> dict[str, Any]:
     test = read_json(run_dir / rundir.METRICS).get("test")
     if not isinstance(test, dict):
         raise DataError(f"{run_dir / rundir.METRICS}: no 'test' metrics")
-    info = read_json(run_dir / RUN_INFO) if (run_dir / RUN_INFO).is_file() else {}
+    info = read_json(run_dir / rundir.RUN_INFO) if (run_dir / rundir.RUN_INFO).is_file() else {}
     row: dict[str, Any] = {
         "model": spec.model,
         "variant": spec.variant,
@@ -77,7 +76,7 @@ def collect_row(spec: RunSpec, run_dir: Path, out: Path) -> dict[str, Any]:
 def reference_points(run_dir: Path) -> dict[str, dict[str, float]]:
     """The dataset's reference points stored with a run (e.g. chance / ceiling of synthetic data), as
     name -> {metric: value} for the metrics present; {} when the dataset has none."""
-    path = run_dir / RUN_INFO
+    path = run_dir / rundir.RUN_INFO
     if not path.is_file():
         return {}
     reference = read_json(path).get("reference") or {}

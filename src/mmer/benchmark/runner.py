@@ -190,7 +190,7 @@ def _robustness(run: grid.PlannedRun, spec: BenchmarkSpec, log: _Log, prefix: st
     from mmer.engine.trainer import load_run
     from mmer.report import robustness
 
-    out = run.run_dir / "robustness"
+    out = run.run_dir / robustness.RUN_SUBDIR
     previous = robustness.load(out)
     wanted = {"split": "test", "seed": 0, "repeats": spec.missing_repeats, "rates": list(robustness.RATES)}
     if previous is not None and previous.get("settings") == wanted:
@@ -233,6 +233,8 @@ def build_tables(
     results: list[dict[str, Any]],
     extra_references: References | None = None,
 ) -> BenchmarkTables:
+    """Every table of the grid's finished runs, per dataset: the main table with its reference rows, one table per
+    ablation file, the paired comparisons of --compare, and (with --missing-matrix) the robustness tables."""
     built = BenchmarkTables()
     for dataset in spec.datasets:
         blocks = built.sections.setdefault(dataset, [])
@@ -293,7 +295,7 @@ def _robustness_results(planned: list[grid.PlannedRun], dataset: str) -> dict[tu
     found = {}
     for p in planned:
         if p.spec.dataset == dataset and not p.spec.variant and _finished(p):
-            data = robustness.load(p.run_dir / "robustness")
+            data = robustness.load(p.run_dir / robustness.RUN_SUBDIR)
             if data is not None:
                 found[(dataset, p.spec.entry, p.spec.seed)] = data
     return found

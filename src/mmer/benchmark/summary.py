@@ -98,7 +98,7 @@ def comparison_markdown(comparisons: list[Comparison], shown: Sequence[str]) -> 
     lines = [
         f"**Paired comparison on {first.dataset}: {first.a} − {first.b}** over {r0.n} shared seed(s) "
         f"({', '.join(map(str, first.seeds))}). Difference = mean over seeds of ({first.a} − {first.b}); "
-        f"{r0.confidence:.0%} CI = mean ± t(0.975, n−1) · sd(ddof=1) / √n; p = two-sided paired t-test.",
+        f"{r0.confidence:.0%} CI = mean ± t({0.5 + r0.confidence / 2:g}, n−1) · sd(ddof=1) / √n; p = two-sided paired t-test.",
         "",
         f"| metric | {first.a} | {first.b} | difference | {r0.confidence:.0%} CI | p |",
         "|---|---:|---:|---:|---|---:|",

@@ -69,7 +69,7 @@ def _matrix(args: argparse.Namespace) -> int:
         raise ConfigError("--missing-matrix evaluates every subset and rate itself; drop --drop-modalities/--missing-rate")
     if args.missing_repeats < 1:
         raise ConfigError(f"--missing-repeats must be >= 1, got {args.missing_repeats}")
-    out = Path(args.out) if args.out else Path(args.run) / "robustness"
+    out = Path(args.out) if args.out else Path(args.run) / robustness.RUN_SUBDIR
     robustness.check_output(out)  # before the evaluations, not after
     loaded = load_run(args.run)
     bundle = load_run_data(loaded, args.root)

@@ -1,6 +1,6 @@
 """The one batch type every dataset produces and every model consumes.
 
-Conventions (see docs/data.md):
+Conventions (docs/design.md, "Conventions"):
 - `features[m]`: float32 [B, L_m, D_m]; `masks[m]`: bool [B, L_m], True = real token. A missing modality is an
   all-False mask (its features are zeros), never zeros posing as data.
 - `labels`: float32 multi-hot [B, C] in the dataset's `label_names` order.
@@ -56,7 +56,7 @@ class Batch:
 
     def present(self) -> Tensor:
         """bool [B, M]: modality m has at least one real token in sample b (order of `modalities`)."""
-        return torch.stack([self.masks[m].any(dim=1) for m in self.features], dim=1)
+        return torch.stack([self.masks[m].any(dim=1) for m in self.modalities], dim=1)
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(

@@ -164,8 +164,9 @@ class SplitData:
             finite = torch.isfinite(x).all(dim=(1, 2))
             if not finite.all():
                 clip = int((~finite).nonzero()[0])
-                sample = int((self.clip_index == clip).nonzero()[0]) if (self.clip_index == clip).any() else clip
-                raise DataError(f"{where}: features of modality '{m}' contain NaN/inf (first in sample '{self.ids[sample]}')")
+                users = (self.clip_index == clip).nonzero()  # samples that read this clip
+                first = f"sample '{self.ids[int(users[0])]}'" if len(users) else f"clip row {clip}, which no sample reads"
+                raise DataError(f"{where}: features of modality '{m}' contain NaN/inf (first in {first})")
         if k is None:
             raise DataError(f"{where} has no modalities")
         if self.personality is not None and self.person is None:

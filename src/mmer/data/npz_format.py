@@ -33,7 +33,7 @@ FORMAT = "mmer-npz"
 VERSION = 1
 
 
-def read_npz_dir(root: str | Path, name: str | None = None) -> DatasetBundle:
+def read_npz_dir(root: str | Path) -> DatasetBundle:
     root = Path(root)
     meta_path = root / "meta.json"
     if not meta_path.is_file():
@@ -55,7 +55,7 @@ def read_npz_dir(root: str | Path, name: str | None = None) -> DatasetBundle:
     modalities = list(meta["modalities"])
     splits = {split: _read_split(root / f"{split}.npz", modalities) for split in SPLITS}
     bundle = DatasetBundle(
-        spec=spec_from_splits(name or meta.get("name", root.name), meta["label_names"], splits, modalities),
+        spec=spec_from_splits(meta.get("name", root.name), meta["label_names"], splits, modalities),
         splits=splits,
         source=str(root),
         reference=meta.get("reference", {}),

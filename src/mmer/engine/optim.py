@@ -2,7 +2,7 @@
 
 - `adamw`, `adam`: torch's own.
 - `bertadam`: the BertAdam of the official CARAT/TAILOR/RAMer codes: Adam moments *without bias correction*,
-  eps inside the square root's denominator (1e-6), decoupled weight decay added to the update before the lr
+  eps added to the square root (the codes use 1e-6, which their presets set as `train.eps`), decoupled weight decay added to the update before the lr
   multiplication, and each tensor's gradient clipped to L2 norm `max_grad_norm` right before its update (on top
   of the engine's global clip). Its warmup-linear schedule lives in the schedule below, not in the optimizer.
 Schedules are multiplicative factors of the base lr as a function of the number of optimizer steps already taken,

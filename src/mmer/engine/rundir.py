@@ -6,6 +6,7 @@
     RUN_DIR/metrics.json         {"valid": {...}, "test": {...}} from best.pt
     RUN_DIR/predictions_test.csv one row per test sample
     RUN_DIR/train.log            the log
+    RUN_DIR/run_info.json        parameters, best epoch, wall time, peak memory, processes, the data's reference points
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions_test.csv"
 LOG = "train.log"
+RUN_INFO = "run_info.json"
 
 
 def prepare(run_dir: Path, resume: bool) -> None:

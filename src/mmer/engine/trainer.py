@@ -252,7 +252,7 @@ class _Fit:
         t = self.cfg.train
         value = float(valid[t.select_metric])
         best = state["best"]
-        improved = is_better(t.select_metric, value, None if best is None else best["value"], t.select_mode)
+        improved = is_better(value, None if best is None else best["value"], t.select_mode)
         row["best"] = int(improved)
         state["history"].append(row)
         self.log.info(f"epoch {epoch + 1}: valid {t.select_metric} {value:.4f}" + (" (best so far)" if improved else ""))
@@ -305,7 +305,7 @@ class _Fit:
             test = preds["test"]
             write_text(self.run_dir / rundir.PREDICTIONS, rundir.predictions_csv(test.ids, test.probs, test.labels, list(self.spec.label_names), self.model.threshold))
             write_json(
-                self.run_dir / "run_info.json",
+                self.run_dir / rundir.RUN_INFO,
                 {
                     "model": self.cfg.model_name,
                     "dataset": self.spec.name,

@@ -26,7 +26,7 @@ Memory and work (what makes this faster and leaner than the official step, with 
   is freed. (Deviation from the code: the perturbed pass shares the clean pass's dropout masks in the uni-modal
   encoders instead of drawing new ones.) Options that need more (`app_scope` with `unimodal`, code-style
   `app_direction`, `reverse_into_encoders`, `mask_at: embedding`) reorder the stages and keep graphs longer.
-- In training, the encoders' self-attention runs through `mmer.nn.encoders.dropout_attention` (keeps a bool dropout
+- In training, the encoders' self-attention runs through `mmer.nn.encoders.dropout_attention` (keeps a uint8 dropout
   mask and the log-sum-exp, recomputes the probabilities in backward) and every dropout is `FastDropout`: the same
   function as PyTorch's layers with less memory and RNG time. `activation_checkpointing: true` also recomputes the
   uni-modal encoders in backward (~12% more compute, roughly half the activation memory).
@@ -158,7 +158,7 @@ def consistency_kl(clean_logits: Tensor, perturbed_logits: Tensor, kind: str) ->
 class _EncoderLayer(nn.TransformerEncoderLayer):
     """PyTorch's encoder layer — same parameters, same function — whose training-time self-attention goes through
     `mmer.nn.encoders.dropout_attention`. With attention dropout PyTorch's CPU attention takes its math path and
-    keeps about four probability-sized float tensors per layer for backward; this keeps a bool dropout mask and the
+    keeps about four probability-sized float tensors per layer for backward; this keeps a uint8 dropout mask and the
     rows' log-sum-exp and recomputes the probabilities in backward (~30% less activation memory per AMP pass).
     Evaluation and dropout-free training use PyTorch's own path unchanged."""
 
@@ -363,7 +363,7 @@ class AMP(MMERModel):
         logits = self.fuse_and_classify(hidden, masks)
         losses = {}
         if self.training:
-            losses["rec"] = self.task_loss(logits, batch.labels)
+            losses["task"] = self.task_loss(logits, batch.labels)
             if self.cfg.atm:
                 losses["mask"] = self.task_loss(self._masked_logits(x, emb, hidden, masks, batch), batch.labels)
         return ModelOutput(torch.sigmoid(logits), losses)
@@ -377,11 +377,11 @@ class AMP(MMERModel):
         length = max(h.shape[1] for h in hidden.values())
         valid = torch.stack([F.pad(masks[m], (0, length - masks[m].shape[1])) for m in names])  # [M, B, L]
         n = valid.sum(-1)  # [M, B]
-        k = torch.floor(cfg.mask_ratio * n + 0.5).long()
+        k = torch.floor(cfg.mask_ratio * n + 0.5).long()  # [M, B] steps to mask per (modality, sample)
         if cfg.mask_source == "random":
-            noise = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, -1.0)
+            noise = torch.rand(valid.shape, device=valid.device).masked_fill(~valid, -1.0)  # [M, B, L]
             rank = noise.argsort(-1, descending=True).argsort(-1)  # [M, B, L]
-            chosen = (rank < k.unsqueeze(-1)) & valid
+            chosen = (rank < k.unsqueeze(-1)) & valid  # [M, B, L]
             return {m: chosen[i, :, : hidden[m].shape[1]].to(hidden[m].dtype) for i, m in enumerate(names)}
         scores = []
         for m in names:
@@ -392,7 +392,7 @@ class AMP(MMERModel):
             scores.append(F.pad(torch.sigmoid(z), (0, length - z.shape[1])))
         lam = cfg.grl_lambda if cfg.gradient_reversal else -cfg.grl_lambda
         s = grad_reverse(torch.stack(scores), lam)  # [M, B, L]
-        a = soft_topk(s, k, valid, epsilon=cfg.sinkhorn_epsilon, max_iter=cfg.sinkhorn_iters, gradient=cfg.topk_gradient)
+        a = soft_topk(s, k, valid, epsilon=cfg.sinkhorn_epsilon, max_iter=cfg.sinkhorn_iters, gradient=cfg.topk_gradient)  # [M, B, L]
         return {m: a[i, :, : hidden[m].shape[1]] for i, m in enumerate(names)}
 
     def _masked_logits(self, x: dict[str, Tensor], emb: dict[str, Tensor], hidden: dict[str, Tensor], masks: dict[str, Tensor], batch: Batch) -> Tensor:
@@ -423,9 +423,9 @@ class AMP(MMERModel):
         hidden = self.encode_unimodal(emb_in, masks)
         hid_in = {m: h.detach().requires_grad_() for m, h in hidden.items()}
         logits = self.fuse_and_classify(hid_in, masks)
-        losses = {"rec": self.task_loss(logits, labels)}
+        losses = {"task": self.task_loss(logits, labels)}
         ctx.check_finite(losses)
-        ctx.backward(losses["rec"])
+        ctx.backward(losses["task"])
 
         def flush(retain: bool) -> None:
             # These gradients already came out of ctx.backward (loss-scaled under mixed precision), so they are
@@ -463,7 +463,7 @@ class AMP(MMERModel):
         flush(retain=False)
         if cfg.atm and not masked_done:
             losses["mask"] = self._masked_backward(x, emb_in, hid_in, masks, batch, ctx)
-        total = losses["rec"] + cfg.rho * losses.get("mask", 0.0) + cfg.sigma * losses.get("app", 0.0)
+        total = losses["task"] + cfg.rho * losses.get("mask", 0.0) + cfg.sigma * losses.get("app", 0.0)
         return ctx.logged(losses, total)
 
     def _grad_since(self, before: list[Tensor | None]) -> list[Tensor]:
@@ -489,19 +489,19 @@ class AMP(MMERModel):
             augment = random_erasing if cfg.input_perturbation == "erasing" else lambda v, k: gaussian_noise(v, k, cfg.noise_std)
             x = {m: augment(v, masks[m]) for m, v in x.items()}
             out = self.fuse_and_classify(self.encode_unimodal(self.embed_inputs(x, batch), masks), masks)
-            losses = {"rec": self.task_loss(out, batch.labels)}
+            losses = {"task": self.task_loss(out, batch.labels)}
             ctx.check_finite(losses)
-            ctx.backward(losses["rec"])
-            return ctx.logged(losses, losses["rec"])
+            ctx.backward(losses["task"])
+            return ctx.logged(losses, losses["task"])
 
         def loss_from(embedded: dict[str, Tensor]) -> Tensor:
             return self.task_loss(self.fuse_and_classify(self.encode_unimodal(embedded, masks), masks), batch.labels)
 
         emb = self.embed_inputs(x, batch)
         emb_in = {m: e.detach().requires_grad_() for m, e in emb.items()}
-        losses = {"rec": loss_from(emb_in)}
+        losses = {"task": loss_from(emb_in)}
         ctx.check_finite(losses)
-        ctx.backward(losses["rec"])
+        ctx.backward(losses["task"])
         eps = cfg.input_epsilon
         if cfg.input_perturbation == "fgsm":
             delta = {m: fgsm_step(emb_in[m].grad, eps) for m in emb_in}
@@ -515,4 +515,4 @@ class AMP(MMERModel):
         ctx.check_finite({"adv": losses["adv"]})
         ctx.backward(losses["adv"])
         torch.autograd.backward([emb[m] for m in emb], [emb_in[m].grad for m in emb])  # already loss-scaled
-        return ctx.logged(losses, losses["rec"] + losses["adv"])
+        return ctx.logged(losses, losses["task"] + losses["adv"])

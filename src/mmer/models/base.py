@@ -90,11 +90,11 @@ class MMERModel(nn.Module, abc.ABC):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if is_no_decay(name, p) else decay).append(p)
+            (no_decay if is_no_decay(name) else decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def is_no_decay(name: str, p: nn.Parameter) -> bool:
+def is_no_decay(name: str) -> bool:
     """Biases and the encoders' LayerNorms are not decayed (the official BertAdam codes' rule: any name containing
     "bias", so also an LSTM's `bias_ih_l0`). The raw-feature input LayerNorms (`input_norm*`) are decayed, as there."""
     lowered = name.lower()

@@ -17,9 +17,9 @@ from torch import nn
 from mmer.config import ModelConfig
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
-from mmer.data.pooling import masked_mean
 from mmer.errors import ConfigError
 from mmer.models.base import MMERModel, ModelOutput
+from mmer.nn.masking import masked_mean
 from mmer.registry import MODELS
 
 

@@ -201,8 +201,9 @@ class CARAT(MMERModel):
         if cfg.hidden_size % cfg.num_heads or cfg.hidden_size % 2:
             raise ConfigError(f"model.hidden_size={cfg.hidden_size} must be even and divisible by model.num_heads={cfg.num_heads}")
         for key in ("latent_size", "intermediate_size", "default_layers"):
-            if getattr(cfg, key) < (0 if key == "default_layers" else 1):
-                raise ConfigError(f"model.{key} must be positive, got {getattr(cfg, key)}")
+            least = 0 if key == "default_layers" else 1
+            if getattr(cfg, key) < least:
+                raise ConfigError(f"model.{key} must be >= {least}, got {getattr(cfg, key)}")
         if any(n < 0 for n in cfg.layers.values()):
             raise ConfigError(f"model.layers must hold non-negative layer counts, got {cfg.layers}")
         if not cfg.autoencoders and cfg.weight_contrastive > 0:
@@ -297,10 +298,10 @@ class CARAT(MMERModel):
         if self.cfg.variant != "carat":
             return self._basic_forward(o, batch.labels)
         lv = self.levels(o)
-        final = lv.final
+        final = lv.final  # [B, M, C, d]
         final_logits = self.modality_logits(final)  # [B, M, C]
-        agg_logits = self.aggregate(final.detach() if self.cfg.agg_gradient == "classifier" and self.training else final)
-        probs = 0.5 * (torch.sigmoid(final_logits.amax(dim=1)) + torch.sigmoid(agg_logits).mean(dim=1))  # Eq. 16
+        agg_logits = self.aggregate(final.detach() if self.cfg.agg_gradient == "classifier" and self.training else final)  # [B, M, C]
+        probs = 0.5 * (torch.sigmoid(final_logits.amax(dim=1)) + torch.sigmoid(agg_logits).mean(dim=1))  # [B, C], Eq. 16
         if not self.training:
             return ModelOutput(probs)
         return ModelOutput(probs, self._losses(lv, final_logits, agg_logits, present, batch.labels))

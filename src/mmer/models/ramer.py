@@ -69,7 +69,7 @@ from mmer.nn.shuffle import label_shuffle
 from mmer.registry import MODELS
 
 CLASSIFIER_INPUTS = ("common", "specific", "gamma")
-SHUFFLE_MODES = {"stack": "stack", "uniform": "paper", "code": "reverse"}  # ours -> nn.shuffle mode
+NN_SHUFFLE_MODE = {"stack": "stack", "uniform": "paper", "code": "reverse"}  # model.shuffle -> nn.shuffle mode
 
 
 @dataclass
@@ -226,9 +226,9 @@ class RAMer(MMERModel):
             else:  # "w/o X_beta": one level, which is X_gamma
                 x_gamma = first
         top = next(x for x in (x_gamma, x_beta, x_alpha) if x is not None)
-        present_f = present[:, :, None, None].to(x_alpha.dtype)
-        specific = torch.stack(self.specificity(list(x_alpha.unbind(1))), dim=1) * present_f if self.specificity is not None else None
-        common = torch.stack(self.generator(list(top.unbind(1))), dim=1) if self.generator is not None else None
+        present_f = present[:, :, None, None].to(x_alpha.dtype)  # [B, M, 1, 1]
+        specific = torch.stack(self.specificity(list(x_alpha.unbind(1))), dim=1) * present_f if self.specificity is not None else None  # [B, M, C, d]
+        common = torch.stack(self.generator(list(top.unbind(1))), dim=1) if self.generator is not None else None  # [B, M, C, d]
         parts = {"common": common, "specific": specific, "gamma": top}
         head_input = torch.cat([parts[name] for name in cfg.classifier_input], dim=-1)  # [B, M, C, k d]
         return RAMerState(x_alpha, present, z_alpha, x_tilde, x_beta, x_gamma, top, specific, common, head_input)
@@ -251,11 +251,11 @@ class RAMer(MMERModel):
 
     def forward(self, batch: Batch) -> ModelOutput:
         state = self.represent(batch)
-        top_logits = self.max_over_modalities(self.level_logits(state.top), None if state.top is not state.x_alpha else state.present)
+        top_logits = self.max_over_modalities(self.level_logits(state.top), None if state.top is not state.x_alpha else state.present)  # [B, C]
         head_logits = self.classify(state.head_input)  # [B, M, C]
         weights = state.present.to(head_logits.dtype)
         weights = torch.where(state.present.any(dim=1, keepdim=True), weights, torch.ones_like(weights))  # [B, M]
-        p_head = (torch.sigmoid(head_logits) * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)
+        p_head = (torch.sigmoid(head_logits) * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)  # [B, C]
         probs = 0.5 * (p_head + torch.sigmoid(top_logits))  # the code's prediction rule
         losses = self._losses(state, batch.labels, head_logits) if self.training else {}
         return ModelOutput(probs, losses)
@@ -292,7 +292,7 @@ class RAMer(MMERModel):
                 shuffled_logits = head_logits if cfg.shuffle_training == "joint" else self.classify(features)
             else:
                 mixed, target = label_shuffle(
-                    features, y, SHUFFLE_MODES[cfg.shuffle], sample_stacks=cfg.shuffle_stacks, iterations=cfg.shuffle_iterations
+                    features, y, NN_SHUFFLE_MODE[cfg.shuffle], sample_stacks=cfg.shuffle_stacks, iterations=cfg.shuffle_iterations
                 )  # [B, M, C, k d], [B, M, C]
                 shuffled_logits = self.classify(mixed)
             losses["suf"] = F.binary_cross_entropy_with_logits(shuffled_logits, target)

@@ -59,8 +59,9 @@ class TransformerConfig:
         if self.input_norm and self.input_dim is None:
             raise ConfigError("transformer input_norm=True needs input_dim (the raw feature size to normalise)")
         for name in ("num_layers", "max_positions", "intermediate_size"):
-            if getattr(self, name) < (0 if name == "num_layers" else 1):
-                raise ConfigError(f"transformer {name} must be positive, got {getattr(self, name)}")
+            least = 0 if name == "num_layers" else 1
+            if getattr(self, name) < least:
+                raise ConfigError(f"transformer {name} must be >= {least}, got {getattr(self, name)}")
 
 
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:

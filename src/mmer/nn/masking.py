@@ -22,12 +22,12 @@ __all__ = ["additive_key_mask", "check_mask", "masked_mean", "masked_softmax", "
 BERT_MASK_VALUE = -10000.0
 
 
-def check_mask(mask: Tensor, x: Tensor, name: str = "mask") -> None:
+def check_mask(mask: Tensor, x: Tensor) -> None:
     """Raise a clear error unless `mask` is a bool [B, L] matching x [B, L, ...]."""
     if mask.dtype != torch.bool:
-        raise ValueError(f"{name} must be a bool tensor (True = real token), got dtype {mask.dtype}")
+        raise ValueError(f"mask must be a bool tensor (True = real token), got dtype {mask.dtype}")
     if mask.shape != x.shape[:2]:
-        raise ValueError(f"{name} has shape {tuple(mask.shape)} but the features have [B, L] = {tuple(x.shape[:2])}")
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but the features have [B, L] = {tuple(x.shape[:2])}")
 
 
 def additive_key_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:

@@ -3,8 +3,9 @@
 A multi-party batch stores each clip as T tokens with `party.person[b, t]` and `party.segment[b, t]` (-1 on
 padding). Person- and segment-structured attention (RAMer's inter-/intra-person attention) wants a dense grid
 [B, P, S, D]; `to_grid` scatters tokens into it and `from_grid` gathers them back, both by index arithmetic (no
-loop over samples). Party-agnostic models (CARAT, TAILOR, AMP, baseline) read the clip as one sequence and learn
-which token is the prediction target through `TargetMarker`.
+loop over samples). Party-agnostic models (CARAT, TAILOR, AMP) read the clip as one sequence and learn
+which token is the prediction target through `TargetMarker` (the `baseline` adds its own zero-initialised target
+vector, which also pools the target token separately).
 """
 
 from __future__ import annotations

@@ -63,13 +63,13 @@ def stack_interleave(n: int, stacks: int, device: torch.device | str | None = No
     return torch.argsort(rank)
 
 
-def _uniform_permutations(shape: tuple[int, ...], n: int, generator: torch.Generator | None, device) -> Tensor:
+def _uniform_permutations(shape: tuple[int, ...], n: int, generator: torch.Generator | None, device: torch.device | None) -> Tensor:
     """Independent uniform permutations of range(n): [*shape, n] (argsort of uniform noise)."""
     return torch.argsort(torch.rand(*shape, n, generator=generator, device=device), dim=-1)
 
 
 def _stack_permutations(
-    shape: tuple[int, ...], n: int, stacks: int, iterations: int, generator: torch.Generator | None, device
+    shape: tuple[int, ...], n: int, stacks: int, iterations: int, generator: torch.Generator | None, device: torch.device | None
 ) -> Tensor:
     """[*shape, n] permutations, each the composition of `iterations` rotate-then-interleave rounds."""
     inter = stack_interleave(n, stacks, device)  # [n]

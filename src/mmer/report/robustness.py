@@ -38,6 +38,7 @@ from mmer.report import plotting
 
 RATES = tuple(round(0.1 * i, 1) for i in range(10))
 SHOWN = ("acc", "precision", "recall", "micro_f1", "macro_f1", "weighted_f1")
+RUN_SUBDIR = "robustness"  # RUN/robustness/: where `evaluate --missing-matrix` and the benchmark write by default
 RESULT_FILE = "robustness.json"
 TABLE_FILES = (RESULT_FILE, "subsets.csv", "rates.csv", "robustness.md")  # written by `write`, in this order
 PLOT_FILE = "robustness.png"  # with matplotlib
@@ -101,6 +102,8 @@ class RobustnessResult:
 def robustness_matrix(
     run: LoadedRun, run_name: str, split: str = "test", seed: int = 0, repeats: int = 1, bundle: DatasetBundle | None = None
 ) -> RobustnessResult:
+    """Evaluate `run` on `split` with every non-empty subset of its modalities, and at each random missing rate
+    (`repeats` seeded draws per rate > 0, averaged): what a model keeps when modalities go missing."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     if bundle is None:

@@ -65,6 +65,7 @@ class Utterances:
 
 
 def read_utterances(path: Path) -> Utterances:
+    """One of MELD's *_sent_emo.csv files, checked row by row (a bad row is named by its line)."""
     if not path.is_file():
         raise DataError(f"{path}: file does not exist (meld needs {', '.join(FILES.values())} under --root)")
     with text_file_errors(path), path.open(encoding="utf-8-sig", newline="") as fh:

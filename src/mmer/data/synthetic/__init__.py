@@ -1,7 +1,7 @@
 """The built-in synthetic benchmark: `synth-party` (MEmoR-like) and `synth-dyadic` (CMU-MOSEI-like).
 
 `generate(preset, seed, size)` draws a full DatasetBundle (train/valid/test, split by clip) together with its
-reference points (`chance`, `ceiling`, and `target_only` for synth-party). The world -- characters,
+reference points (`chance`, `ceiling`, `target_only` for synth-party and `late_fusion` for synth-dyadic). The world -- characters,
 personalities, emission patterns -- is fixed per preset; `seed` redraws the clips. `draw` exposes the latent
 truth behind a bundle (for benchmarks/synthetic_references.py). See docs/synthetic.md.
 """

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from mmer.cli import main
 from mmer.engine import trainer
 from mmer.engine.checkpoint import load_checkpoint
 from mmer.errors import DivergenceError
+from mmer.metrics import compute_metrics
 from tests.interrupt import interrupt_after_first_epoch
 
 TRAIN = ["train", "--model", "baseline", "--dataset", "engine-toy", "--quiet", "--set", "data.batch_size=16", "--set", "train.lr=3e-3"]
@@ -290,3 +292,22 @@ def test_patience_stops_and_the_run_is_scored_with_the_selected_epoch(tmp_path, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["valid"]["micro_f1"] == pytest.approx(float(history[0]["valid_micro_f1"]), abs=1e-6)
     assert json.loads((out / "run_info.json").read_text())["best_epoch"] == 1
+
+
+def test_the_models_threshold_decides_every_prediction_and_metric(tmp_path):
+    """`model.threshold` (CARAT's presets use 0.25) is what predictions_test.csv and metrics.json apply, not 0.5."""
+    out = tmp_path / "r"
+    assert train(out, "--epochs", "2", "--set", "model.threshold=0.3") == 0
+    with (out / "predictions_test.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    names = [c[2:] for c in rows[0] if c.startswith("p_")]
+    probs = np.array([[float(r[f"p_{n}"]) for n in names] for r in rows])  # [N, C]
+
+    def as_sets(decisions: np.ndarray) -> list[str]:
+        return [";".join(n for n, on in zip(names, row) if on) for row in decisions]
+
+    assert [r["predicted"] for r in rows] == as_sets(probs > 0.3) != as_sets(probs > 0.5)
+    gold = np.array([[n in r["gold"].split(";") for n in names] for r in rows])
+    expected = compute_metrics(gold, probs > 0.3, names)
+    saved = json.loads((out / "metrics.json").read_text())["test"]
+    assert saved["micro_f1"] == pytest.approx(expected["micro_f1"]) and saved["acc"] == pytest.approx(expected["acc"])

@@ -94,8 +94,8 @@ def algorithm_1_gradients(model: AMP, batch: Batch) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "options",
-    [{}, CODE_OPTIONS, {"masks": False, "topk_gradient": "unrolled"}, {"decoder": False}, {"app_scope": ["unimodal", "multimodal", "decoder"]}, {"activation_checkpointing": True}],
-    ids=["paper", "code", "nomask-unrolled", "no-decoder", "perturb-every-module", "checkpointing"],
+    [{}, CODE_OPTIONS, {"masks": False, "topk_gradient": "unrolled"}, {"decoder": False}, {"app_scope": ["unimodal", "multimodal", "decoder"]}, {"activation_checkpointing": True}, {"sigma": 0.5, "rho": 0.3}],
+    ids=["paper", "code", "nomask-unrolled", "no-decoder", "perturb-every-module", "checkpointing", "loss-weights"],
 )
 def test_staged_step_equals_algorithm_1_in_one_graph(options, fabric):
     torch.manual_seed(0)
@@ -220,11 +220,79 @@ def test_gradient_reversal_flips_only_the_masking_networks(fabric):
             assert torch.allclose(on[name], off[name], atol=1e-7), name
 
 
-def test_padding_does_not_change_predictions_unless_masks_are_off():
+def test_masking_networks_get_minus_lambda_times_the_plain_gradient(monkeypatch, fabric):
+    """The reversal layer hands the scorers -grl_lambda x the gradient they would get without it (Eq. 4, 11: they
+    ascend L_m), not merely the opposite of the "-adversarial gradient reversal" ablation."""
+    results = {}
+    for reversal in (True, False):
+        if not reversal:
+            monkeypatch.setattr(amp_module, "grad_reverse", lambda x, lambd: x)  # the plain gradient
+        torch.manual_seed(0)
+        model = AMP(AMPConfig(**TINY, dropout=0.0, app=False, grl_lambda=0.25), SPEC)
+        step(model, make_batch(), fabric)
+        results[reversal] = grads(model)
+    scorers = [n for n in results[True] if n.startswith(("scorers.", "scorer_bias."))]
+    for name in scorers:
+        torch.testing.assert_close(results[True][name], -0.25 * results[False][name], rtol=1e-5, atol=1e-10, msg=name)
+    assert all(results[False][n].abs().sum() > 0 for n in scorers)
+
+
+def test_reverse_into_encoders_decides_whether_the_score_path_reaches_the_encoders(monkeypatch, fabric):
+    """Eq. 11 (default) reverses theta_M only: the scorers read H^m detached, so the projections and uni-modal
+    encoders get exactly the gradient they get with the score path cut (only the masked pass's own L_m). With
+    `reverse_into_encoders: true` (code) the reversed gradient also reaches them through the scorer input."""
+
+    def run(reverse: bool, cut: bool = False) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = AMP(AMPConfig(**TINY, dropout=0.0, app=False, reverse_into_encoders=reverse), SPEC)
+        with monkeypatch.context() as patch:
+            if cut:
+                patch.setattr(amp_module, "grad_reverse", lambda x, lambd: x.detach())
+            step(model, make_batch(), fabric)
+        return grads(model)
+
+    cut, paper, code = run(False, cut=True), run(False), run(True)
+    for m in ("text", "visual", "audio"):
+        names = [n for n in paper if n.startswith((f"unimodal.{m}.", f"embed.{m}."))]
+        for name in names:
+            torch.testing.assert_close(paper[name], cut[name], rtol=1e-5, atol=1e-9, msg=name)
+        assert max(float((code[n] - paper[n]).abs().max()) for n in names) > 1e-6, m
+    batch = make_batch()
+    for reverse in (False, True):  # the scorer input itself: detached unless the option is on
+        hidden = {m: torch.randn(*v.shape, 16, requires_grad=True) for m, v in batch.masks.items()}
+        a = AMP(AMPConfig(**TINY, reverse_into_encoders=reverse), SPEC).mask_indicator(hidden, batch.masks)
+        g = torch.autograd.grad(sum((v * torch.randn_like(v)).sum() for v in a.values()), list(hidden.values()), allow_unused=True)
+        assert [x is not None for x in g] == [reverse] * 3, reverse
+
+
+@pytest.mark.parametrize("mask_at", ["input", "embedding"])
+def test_mask_at_decides_what_the_soft_mask_multiplies(mask_at, monkeypatch):
+    """`input` (Eq. 10) masks the raw features before the projection, x (1 - A); `embedding` (code) masks the
+    projected embedding: the masked logits are E^m and D applied to exactly that, and the two differ."""
+    torch.manual_seed(0)
+    model = AMP(AMPConfig(**TINY, mask_at=mask_at), SPEC).eval()
+    batch = make_batch()
+    x, masks = model._inputs(batch)
+    emb = model.embed_inputs(x, batch)
+    a = {m: torch.rand(v.shape) * v for m, v in masks.items()}  # any soft mask on the real steps
+    monkeypatch.setattr(model, "mask_indicator", lambda *args: a)
+    keep = {m: 1.0 - a[m][..., None] for m in a}
+    at_input = model.fuse_and_classify(model.encode_unimodal(model.embed_inputs({m: keep[m] * x[m] for m in x}, batch), masks), masks)
+    at_embedding = model.fuse_and_classify(model.encode_unimodal({m: keep[m] * emb[m] for m in emb}, masks), masks)
+    expected, other = (at_input, at_embedding) if mask_at == "input" else (at_embedding, at_input)
+    masked = model._masked_logits(x, emb, model.encode_unimodal(emb, masks), masks, batch)
+    torch.testing.assert_close(masked, expected)
+    assert (masked - other).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("options", [{}, {"decoder": False}], ids=["decoder", "pooled-head"])
+def test_padding_does_not_change_predictions_unless_masks_are_off(options):
+    """Padding is never data with `masks: true`: attention skips it and the "-D" head (`decoder: false`) pools
+    E^m over real steps only."""
     torch.manual_seed(0)
     batch = make_batch()
     noisy = batch.replace(features={m: torch.where(batch.masks[m][..., None], x, torch.randn_like(x)) for m, x in batch.features.items()})
-    model = AMP(AMPConfig(**TINY), SPEC).eval()
+    model = AMP(AMPConfig(**TINY, **options), SPEC).eval()
     assert torch.allclose(model.predict_proba(batch), model.predict_proba(noisy), atol=1e-6)
     model.cfg.masks = False
     assert not torch.allclose(model.predict_proba(batch), model.predict_proba(noisy), atol=1e-6)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from lightning_fabric import Fabric
-from torch import nn
+from torch import Tensor, nn
 
 from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
@@ -97,6 +97,18 @@ def test_training_losses_match_the_equations():
     assert set(out.losses) == {*expected, "shuffle", "contrastive"}
     weights = model.loss_weights()
     assert (weights["clf_o"], weights["clf_alpha"], weights["clf_beta"], weights["shuffle"], weights["rec_second"]) == (0.01, 0.1, 1.0, 0.1, 0.0)
+
+
+def test_analysis_reconstructed_averages_the_normalised_latents_over_labels():
+    """The report's `reconstructed` (t-SNE, CARAT Fig. 5) is En(beta) normalised per label, then averaged over the
+    labels: [B, M, d_z], each row of norm at most 1."""
+    model = model_for().eval()
+    batch = make_batch()
+    beta = model.levels(model.label_features(batch)[0]).beta
+    expected = F.normalize(model.autoencoders.encode(beta), dim=-1).mean(dim=2)
+    out = model.analysis(batch)["reconstructed"]
+    torch.testing.assert_close(out, expected)
+    assert out.shape == (6, 3, 8) and bool((out.norm(dim=-1) <= 1 + 1e-6).all())
 
 
 def test_gradients_reach_every_trainable_block(fabric):
@@ -289,6 +301,29 @@ def test_table3_weights_and_rows():
     assert weights["rec_autoencoder"] == weights["rec_first"] == weights["rec_second"] == 0.0
     table = load_ablation_file("carat_table3")
     assert table.model == "carat" and len(table.rows) == 13 and table.rows[0].overrides == ()
+
+
+def agg_by_hand(model: CARAT, o: Tensor) -> Tensor:
+    """AGG logits [B, C]: label j's linear score of [o_t,j; o_v,j; o_a,j], the modalities side by side."""
+    concat = torch.cat([o[:, k] for k in range(o.shape[1])], dim=-1)  # [B, C, M d]
+    return (concat * model.concat_weight).sum(-1) + model.concat_bias
+
+
+def test_agg_scores_each_label_from_that_labels_features_only():
+    """Row (3): a label's score reads that label's features of every modality, never another label's."""
+    model = model_for(variant="agg").eval()
+    batch = make_batch()
+    o, _ = model.label_features(batch)
+    torch.testing.assert_close(model.predict_proba(batch), torch.sigmoid(agg_by_hand(model, o)))
+
+
+def test_mrm_agg_predicts_the_average_of_the_two_scores():
+    """Row (1): the prediction is the mean of max_m sigmoid(W_m o_m) and the AGG score, as Eq. 16 averages its two."""
+    model = model_for(variant="mrm_agg").eval()
+    batch = make_batch()
+    o, _ = model.label_features(batch)
+    mrm = torch.einsum("bmcd,mcd->bmc", o, model.classifier).amax(1)
+    torch.testing.assert_close(model.predict_proba(batch), 0.5 * (torch.sigmoid(mrm) + torch.sigmoid(agg_by_hand(model, o))))
 
 
 def test_without_first_level_the_second_level_reads_o():

@@ -4,6 +4,7 @@ on tiny synthetic data and miniature official files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from importlib import resources
@@ -23,6 +24,7 @@ from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.ramer import RAMer, RAMerConfig
 from mmer.models.ramer_parts import PersonAttention, target_roles
+from mmer.nn.adversarial import orthogonality_loss
 from tests.interrupt import interrupt_after_first_epoch
 
 TINY = dict(
@@ -51,6 +53,23 @@ def weighted_loss(model: RAMer, batch: Batch) -> tuple[torch.Tensor, dict[str, t
     out = model(batch)
     weights = model.loss_weights()
     return sum(weights[k] * v for k, v in out.losses.items()), out.losses
+
+
+def with_gaps(batch: Batch) -> Batch:
+    """Samples 0-1 lack audio, sample 2 text and sample 3 visual (masks False, zeros); the rest have everything."""
+    masks = {m: v.clone() for m, v in batch.masks.items()}
+    for m, rows in (("audio", [0, 1]), ("text", [2]), ("visual", [3])):
+        masks[m][rows] = False
+    return batch.replace(features={m: x * masks[m][..., None] for m, x in batch.features.items()}, masks=masks)
+
+
+def no_dropout(model: RAMer) -> RAMer:
+    """Training mode with every dropout at 0 (also the discriminator's fixed 0.1): a forward pass repeats exactly."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 # ------------------------------------------------------------------------------ person attention and roles
@@ -150,6 +169,25 @@ def test_roles_mark_person_and_segment_offset_relative_to_the_target():
     target[0, 6] = True  # a second target (person 1, segment 2): the nearest one counts
     roles = target_roles(PartyStructure(person, segment, target))
     assert roles.tolist() == [[5, 4, 0, 2, 1, 0, 4, 6, 0]]
+
+
+def test_label_attention_reads_every_token_once_person_attention_has_complemented_it(tiny_party):
+    """After person attention a token that lacks modality m holds what its persons and segments gave it (§4.1), so
+    label-wise attention keys on every existing token of the clip (party.valid), not only those that had m."""
+    model = model_for(tiny_party).eval()
+    batch = with_gaps(first_batch(tiny_party))
+    keys = {}
+    hooks = [
+        model.embedding.label_attention[m].register_forward_pre_hook(lambda _, args, m=m: keys.__setitem__(m, args[1]))
+        for m in tiny_party.spec.modality_names
+    ]
+    with torch.no_grad():
+        model(batch)
+    for hook in hooks:
+        hook.remove()
+    assert set(keys) == set(tiny_party.spec.modality_names)
+    assert all(torch.equal(k, batch.party.valid) for k in keys.values())
+    assert not any(torch.equal(batch.masks[m], batch.party.valid) for m in keys)  # the masks would be other keys
 
 
 # ------------------------------------------------------------------------------------ forward and losses
@@ -301,6 +339,122 @@ def test_analysis_keys_and_shapes(tiny_party):
     }  # fmt: skip
     torch.testing.assert_close(out["discriminator_probs"].sum(-1), torch.ones(b, m))
     assert model.training  # analysis restores the mode
+
+
+def test_analysis_gives_the_common_and_specific_features(tiny_party):
+    """The report's "common" and "specific" are C^m and S^m averaged over the label slots, not only the right shapes."""
+    model = model_for(tiny_party)
+    batch = first_batch(tiny_party)
+    out = model.analysis(batch)
+    with torch.no_grad():
+        s = model.eval().represent(batch)
+    torch.testing.assert_close(out["common"], s.common.mean(dim=2))
+    torch.testing.assert_close(out["specific"], s.specific.mean(dim=2))
+    assert not torch.allclose(out["common"], out["specific"])
+
+
+def test_loss_weights_apply_lambda_rec_to_the_gamma_reconstruction_term(tiny_dyadic):
+    """rec_gamma weighs the code's ||X_alpha - X_gamma|| relative to lambda_r: its weight is lambda_r x rec_gamma."""
+    model = model_for(tiny_dyadic, lambda_rec=0.01, rec_gamma=1.0)
+    assert model.loss_weights() == {
+        "cls_alpha": 0.01, "cls_beta": 0.1, "cls_gamma": 1.0, "rec": 0.01, "rec_gamma": 0.01, "scl": 1.0,
+        "suf": 1.0, "unshuffled": 0.0, "adv_common": 0.01, "adv_specific": 0.01, "orth": 5e-6, "cml": 0.5,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("rec_target", ["detached", "joint"])
+def test_reconstruction_targets_get_no_gradient_unless_joint(rec_target, tiny_dyadic, monkeypatch):
+    """Deviation 4: by default L_rec trains the reconstructions towards X_alpha but never moves X_alpha (joint
+    targets collapse it); rec_target=joint (code) lets L_rec pull X_alpha too."""
+    model = no_dropout(model_for(tiny_dyadic, rec_target=rec_target))
+    real, target = model.represent, {}
+
+    def spy(batch):  # X_alpha swapped for a leaf after the reconstructions used it: only the target path reaches it
+        s = real(batch)
+        target["x"] = s.x_alpha.detach().requires_grad_()
+        return dataclasses.replace(s, x_alpha=target["x"])
+
+    monkeypatch.setattr(model, "represent", spy)
+    rec = model(first_batch(tiny_dyadic)).losses["rec"]
+    (grad,) = torch.autograd.grad(rec, target["x"], allow_unused=True)
+    if rec_target == "detached":
+        assert grad is None
+    else:
+        assert grad is not None and grad.abs().sum() > 0
+
+
+def test_alpha_level_loss_takes_the_max_over_present_modalities_only(tiny_party):
+    """Eq. 8 with missing modalities: S^alpha is the max over the modalities a sample has; an absent X_alpha = 0
+    must not enter the max with its logit 0."""
+    model = no_dropout(model_for(tiny_party))
+    batch = with_gaps(first_batch(tiny_party))
+    s = model.represent(batch)
+    got = model(batch).losses["cls_alpha"]
+    logits = model.level_logits(s.x_alpha)  # [B, M, C]
+    expected = F.binary_cross_entropy_with_logits(model.max_over_modalities(logits, s.present), batch.labels)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, F.binary_cross_entropy_with_logits(logits.max(dim=1).values, batch.labels))
+
+
+def test_prediction_averages_c_zeta_over_present_modalities_only(tiny_party):
+    """p = (mean over the modalities a sample has of sigmoid(c_zeta([C^m; S^m])) + sigmoid(S^gamma)) / 2."""
+    model = model_for(tiny_party).eval()
+    batch = with_gaps(first_batch(tiny_party))
+    with torch.no_grad():
+        probs = model(batch).probs
+        s = model.represent(batch)
+        head = torch.sigmoid(model.classify(s.head_input))  # [B, M, C]
+        top = torch.sigmoid(model.level_logits(s.x_gamma).max(dim=1).values)  # X_gamma exists for every modality
+    expected = torch.stack([(head[b, s.present[b]].mean(0) + top[b]) / 2 for b in range(batch.size)])
+    torch.testing.assert_close(probs, expected)
+    assert not torch.allclose(probs, (head.mean(1) + top) / 2)
+
+
+def test_specific_adversarial_loss_leaves_out_absent_modalities(tiny_party):
+    """L_S = sum_m CE(D(S^m), m) over the samples that have m: an absent S^m is 0, not a feature of modality m."""
+    model = no_dropout(model_for(tiny_party))
+    batch = with_gaps(first_batch(tiny_party))
+    s = model.represent(batch)
+    got = model(batch).losses["adv_specific"]
+
+    def l_s(keep):  # keep [B, M]: which samples' S^m count
+        return sum(
+            F.cross_entropy(model.discriminator(x[k]).flatten(0, 1), torch.full((int(k.sum()) * x.shape[1],), m))
+            for m, (x, k) in enumerate(zip(s.specific.unbind(1), keep.unbind(1)))
+        )
+
+    torch.testing.assert_close(got, l_s(s.present))
+    assert not torch.allclose(got, l_s(torch.ones_like(s.present)))
+
+
+@pytest.mark.parametrize("lambd", [1.0, 0.5])
+def test_gradient_reversal_flips_the_common_generators_discriminator_gradient(lambd, tiny_party):
+    """L_C (Eq. 2) trains D to tell the modalities from C^m while G, through the GRL, gets -grl_lambda times that
+    gradient (it learns to hide the modality); D's own gradient is unchanged."""
+    model = no_dropout(model_for(tiny_party, grl_lambda=lambd))
+    batch = first_batch(tiny_party)
+    generator, disc = list(model.generator.parameters()), list(model.discriminator.parameters())
+    s = model.represent(batch)
+    plain = model.discriminator.modality_loss(list(s.common.unbind(1)))  # the same loss without reversal
+    adv_common = model(batch).losses["adv_common"]
+    torch.testing.assert_close(adv_common, plain)  # the reversal is the identity in the forward pass
+    reversed_ = torch.autograd.grad(adv_common, generator + disc)
+    straight = torch.autograd.grad(plain, generator + disc)
+    for i, (r, g) in enumerate(zip(reversed_, straight)):
+        torch.testing.assert_close(r, -lambd * g if i < len(generator) else g)
+    assert all(g.abs().sum() > 0 for g in straight)
+
+
+def test_code_orthogonality_adds_the_specific_specific_pairs(tiny_party):
+    """orth_pairs=code: L_orth is the nn orthogonality loss with the code's pairs (C^m-S^m and S^m-S^n)."""
+    model = no_dropout(model_for(tiny_party, orth_pairs="code"))
+    batch = first_batch(tiny_party)
+    s = model.represent(batch)
+    got = model(batch).losses["orth"]
+    commons, specifics = list(s.common.unbind(1)), list(s.specific.unbind(1))
+    masks = [s.present[:, m, None].expand(-1, s.common.shape[2]) for m in range(s.present.shape[1])]
+    torch.testing.assert_close(got, orthogonality_loss(commons, specifics, masks, "code"))
+    assert not torch.allclose(got, orthogonality_loss(commons, specifics, masks, "paper"))
 
 
 def test_weight_decay_groups_follow_the_official_bertadam_grouping(tiny_dyadic):

@@ -268,12 +268,15 @@ def test_recomputing_layers_keeps_gradients(fabric):
     ids=["paper", "code", "identical", "uniform-context", "no-amr"],
 )
 def test_padding_does_not_change_predictions(options):
+    """Neither the prediction nor the report's analysis (C^m, P^m and D's probabilities pooled over real steps)
+    sees padding."""
     batch = make_batch()
     noisy = batch.replace(features={m: torch.where(batch.masks[m][..., None], x, torch.randn_like(x) * 10) for m, x in batch.features.items()})
     model = scrambled(model_for(**options)).eval()
     probs = model.predict_proba(batch)
     assert probs.std(0).mean() > 0.01  # the input matters
     torch.testing.assert_close(model.predict_proba(noisy), probs)
+    torch.testing.assert_close(model.analysis(noisy), model.analysis(batch))
 
 
 def test_missing_modalities_never_give_nan(fabric):

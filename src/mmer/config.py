@@ -335,6 +335,15 @@ def resolve(
     return build(base)
 
 
+def dataset_options(dataset: str, overrides: list[str]) -> Any:
+    """The dataset's own default options plus `data.options.KEY=VALUE` overrides, checked as for `mmer train` but
+    without any model preset (`mmer data check`)."""
+    for text in overrides:
+        if not text.startswith("data.options."):
+            raise ConfigError(f"--set {text}: `mmer data check` takes dataset options only (data.options.KEY=VALUE)")
+    return resolve("baseline", dataset, overrides=overrides, presets=False).data.options  # any model: no preset read
+
+
 def build(data: dict[str, Any], source: str = "config", check: bool = True) -> Config:
     """Validate a plain dict (e.g. a saved config.yaml) into a Config. `check=False` converts types only: the
     ranges and cross-key rules (`_check`) apply to the final config, whatever order the layers set keys in."""

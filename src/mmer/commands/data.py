@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mmer.data.dataset import DatasetBundle
 from mmer.data.load import load_dataset
+from mmer.data.summary import summarize
 from mmer.registry import DATASETS
 
 
@@ -50,60 +50,10 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from mmer import config as cfglib
-    from mmer.errors import ConfigError
 
     DATASETS.get(args.dataset)  # unknown name -> clear error before any file access
-    for text in args.set:
-        if not text.startswith("data.options."):
-            raise ConfigError(f"--set {text}: `mmer data check` takes dataset options only (data.options.KEY=VALUE)")
-    # the dataset's own defaults (no model preset applies here) plus --set, validated like `mmer train`
-    options = cfglib.resolve("baseline", args.dataset, overrides=args.set, presets=False).data.options
+    options = cfglib.dataset_options(args.dataset, args.set)
     bundle = load_dataset(args.dataset, args.root, options)
     print(summarize(bundle))
     print("OK: every split, field and shape is sound")
     return 0
-
-
-def summarize(bundle: DatasetBundle) -> str:
-    spec = bundle.spec
-    lines = [f"dataset {spec.name} ({bundle.source})"]
-    lines.append(f"labels ({spec.num_labels}): {', '.join(spec.label_names)}")
-    if spec.multi_party:
-        lines.append(
-            f"multi-party: up to {spec.max_persons} persons x {spec.max_segments} segments per clip; "
-            f"personality dim {spec.personality_dim}"
-        )
-    lines.append("")
-    where = "target token" if spec.multi_party else "sample"
-    lines.append(f"modality shapes are [clips, tokens, dim]; (present) = share of samples whose {where} has the modality")
-    lines.append("| split | samples | clips | " + " | ".join(f"{m} (present)" for m in spec.modality_names) + " |")
-    lines.append("|---|---:|---:|" + "---|" * len(spec.modalities))
-    for name, split in bundle.splits.items():
-        cells = []
-        rows = split.clip_index
-        for m in spec.modality_names:
-            mask = split.masks[m][rows]  # [N, L]
-            if split.target is not None:
-                mask = mask & split.target
-            present = mask.any(dim=1).float().mean().item()
-            cells.append(f"{list(split.features[m].shape)} ({present:.0%})")
-        lines.append(f"| {name} | {len(split)} | {split.num_clips} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("positive rate per label:")
-    lines.append("| split | " + " | ".join(spec.label_names) + " | labels/sample | empty |")
-    lines.append("|---|" + "---:|" * (spec.num_labels + 2))
-    for name, split in bundle.splits.items():
-        rates = split.labels.mean(dim=0).tolist()
-        per_sample = split.labels.sum(dim=1)
-        lines.append(
-            f"| {name} | " + " | ".join(f"{r:.3f}" for r in rates)
-            + f" | {per_sample.mean().item():.2f} | {(per_sample == 0).float().mean().item():.1%} |"
-        )
-    if bundle.reference:
-        lines.append("")
-        lines.append("reference points (test split):")
-        for ref, metrics in bundle.reference.items():
-            if isinstance(metrics, dict):
-                shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))
-                lines.append(f"  {ref}: {shown}")
-    return "\n".join(lines)

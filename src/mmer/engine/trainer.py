@@ -385,19 +385,14 @@ def load_run_data(run: LoadedRun, root: str | Path | None = None) -> DatasetBund
 
 def evaluate_run(run: LoadedRun, split: str = "test", transform: BatchTransform | None = None, bundle: DatasetBundle | None = None) -> dict[str, Any]:
     """Metrics of a run's best.pt on one split of its dataset (same code path as training)."""
-    if bundle is None:
-        bundle = load_run_data(run)
-    if split not in bundle.splits:
-        raise DataError(f"{bundle.source}: no split '{split}' (has {', '.join(bundle.splits)})")
-    check_compatible(run.spec, bundle.spec, bundle.source)
-    fabric = Fabric(accelerator="cpu", devices=1)
-    pred = predict_split(fabric, run.model, bundle.splits[split], run.cfg.data.eval_batch_size, transform)
+    pred = predict_run(run, bundle if bundle is not None else load_run_data(run), split, transform)
     return split_metrics(pred, run.model.threshold, run.spec.label_names)
 
 
-def predict_run(run: LoadedRun, bundle: DatasetBundle, split: str = "test") -> SplitPrediction:
+def predict_run(run: LoadedRun, bundle: DatasetBundle, split: str = "test", transform: BatchTransform | None = None) -> SplitPrediction:
+    """Probabilities of a run's best.pt for every sample of one split of `bundle` (checked to fit the run)."""
     if split not in bundle.splits:
         raise DataError(f"{bundle.source}: no split '{split}' (has {', '.join(bundle.splits)})")
     check_compatible(run.spec, bundle.spec, bundle.source)
     fabric = Fabric(accelerator="cpu", devices=1)
-    return predict_split(fabric, run.model, bundle.splits[split], run.cfg.data.eval_batch_size)
+    return predict_split(fabric, run.model, bundle.splits[split], run.cfg.data.eval_batch_size, transform)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mmer.benchmark.ablations import AblationRow, AblationTable
 from mmer.benchmark.stats import Summary, paired_difference, summarize
+from mmer.benchmark.summary import ablation_table, compare, robustness_tables
 from mmer.benchmark.tables import LAYOUTS, Row, Table, layout_for, tables_csv, to_latex, to_markdown
 from mmer.data.dataset import DataSpec, ModalitySpec
+from mmer.metrics import METRIC_KEYS
 
 
 def test_summarize_uses_the_sample_std():
@@ -91,3 +95,36 @@ def test_layout_follows_the_dataset_protocol():
     assert layout_for(memor_like) == LAYOUTS["memor"] == ("micro_f1", "macro_f1", "weighted_f1")
     assert layout_for(dyadic) == layout_for(None) == ("acc", "precision", "recall", "micro_f1")
     assert layout_for(memor_like, "all")[0] == "acc"
+
+
+def _result(entry: str, seed: int, value: float) -> dict:
+    return {"dataset": "d", "entry": entry, "seed": str(seed), **{k: value for k in METRIC_KEYS}}
+
+
+def test_comparison_pairs_only_the_seeds_both_entries_finished():
+    """A seed where only one model finished is left out of the paired comparison, not an error or a wrong pair."""
+    results = [_result("a", 1, 0.9), _result("a", 2, 0.5), _result("a", 3, 0.7), _result("b", 3, 0.6), _result("b", 2, 0.3)]
+    (c,) = compare(results, "d", "a", "b", metrics=("micro_f1",))
+    assert c.seeds == (2, 3) and c.result.n == 2
+    assert c.result.mean_diff == pytest.approx(0.15) and c.result.mean_a == pytest.approx(0.6)
+
+
+def test_ablation_table_keeps_the_rows_in_file_order():
+    """docs/benchmark.md: row order is table order (the papers' numbering), whatever the names sort to."""
+    rows = (AblationRow("(2) w/o B", "2-w-o-b", ("x=0",)), AblationRow("(1) w/o A", "1-w-o-a", ("y=0",)), AblationRow("(3) full", "3-full", ()))
+    results = [_result(entry, 1, 0.5) for entry in ("m", "m__1-w-o-a", "m__2-w-o-b")]
+    table = ablation_table(results, "d", AblationTable("m_t", Path("m_t.yaml"), "m", rows), ["m"], ("micro_f1",))
+    assert [r.label for r in table.rows] == ["(2) w/o B", "(1) w/o A", "(3) full"]
+
+
+def test_robustness_tables_average_seeds_with_rates_in_increasing_order():
+    """One cell per (model, subset or rate): mean ± sample std over seeds; rate columns run from 0 upwards."""
+    def run(f1: float) -> dict:
+        return {"subsets": [{"present": "text+audio", "micro_f1": f1}, {"present": "text", "micro_f1": f1 / 2}],
+                "rates": [{"rate": r, "micro_f1": f1 - r / 10} for r in (0.5, 0.0, 0.9)]}
+
+    per_run = {("d", "m", 1): run(0.6), ("d", "m", 2): run(0.8), ("other", "m", 1): run(0.1)}
+    by_subset, by_rate = robustness_tables(per_run, "d", ["m"])
+    assert by_subset.columns == ("text+audio", "text") and by_rate.columns == ("0.0", "0.5", "0.9")
+    cell = by_subset.rows[0].cells["text+audio"]
+    assert (cell.n, cell.mean, cell.std) == (2, pytest.approx(0.7), pytest.approx(np.std([0.6, 0.8], ddof=1)))

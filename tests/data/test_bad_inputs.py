@@ -34,6 +34,23 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path, name, read):
         read(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "read", "message"),
+    [
+        ("music.csv", "happy,BH_1,Mean_Acc1\n2,0.1,0.2\n", read_music, r"line 2, label column 'happy' is 2, not 0 or 1"),
+        (SEGMENTS_FILE, "video_id,end,happy,sad,anger,surprise,disgust,fear,text\nv1,1,0,0,0,0,0,3.5,hi\n",
+         lambda path: read_segments(path.parent), r"line 2, column 'fear': emotion intensity 3.5 is outside 0..3"),
+    ],
+    ids=["music", "mosei-text"],
+)
+def test_a_label_value_out_of_range_is_named(tmp_path, name, text, read, message):
+    """Label cells must be 0/1 (music) or an intensity in 0..3 (mosei-text); anything else is a data error, not a label."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=rf"{name}: {message}"):
+        read(path)
+
+
 def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes(b"train:\n  epochs: \xff\n")

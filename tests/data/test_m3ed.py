@@ -122,3 +122,15 @@ def test_cli_data_check(fixture, request, capsys):
     root = value[0] if isinstance(value, tuple) else value
     assert main(["data", "check", "--dataset", "m3ed", "--root", str(root)]) == 0
     assert "Happy, Neutral, Sad, Disgust, Anger, Fear, Surprise" in capsys.readouterr().out
+
+
+def test_converted_file_masks_come_from_len_list(tmp_path):
+    """In m3ed_data_60.pt an utterance within len_list is real even when all its features are zero."""
+    data = m3ed_tuple()
+    for index in (3, 4, 5):
+        data[index]["anjia_2"][2] = 0.0  # utterance 2 of 5 has no features at all
+    write_m3ed_converted(tmp_path / "m3ed_data_60.pt", data)
+    train = load_dataset("m3ed", tmp_path).splits["train"]
+    for m in ("text", "visual", "audio"):
+        assert train.masks[m][1].tolist() == [True] * 5 + [False] * 55  # anjia_2
+        assert train.masks[m][0].all()  # anjia_1: 62 utterances, cut at 60

@@ -72,6 +72,29 @@ def test_neg_inf_audio_becomes_zero_on_a_copy(aligned):
     assert bundle.splits["train"].masks["audio"][0, -1]  # a step with -inf audio is a real step
 
 
+def test_a_step_is_padding_only_when_every_modality_is_exactly_zero():
+    """docs/datasets.md: a step is real unless all three modalities are zero there, even if audio is only -inf."""
+    content = mosei_aligned_content(sizes={"train": 3, "valid": 2, "test": 2}, length=8)
+    x = {m: content["train"][key][0] for m, key in ALIGNED_FIELDS.items()}  # sample 0 has no padding
+    for m in x:
+        x[m][1:4] = 0.0
+    x["visual"][1, ::2] = 1.0  # step 1: text and audio zero, visual partly zero
+    x["audio"][2, :3] = -np.inf  # step 2: only -inf audio
+    bundle = label_sequence_bundle(content, "in memory", "mosei-aligned", MOSEI_LABELS, ALIGNED_FIELDS)
+    for m in ALIGNED_FIELDS:  # step 3: every modality zero -> padding
+        assert bundle.splits["train"].masks[m][0, :5].tolist() == [True, True, True, False, True]
+
+
+def test_float32_arrays_given_in_memory_are_not_changed():
+    """label_sequence_bundle never changes the caller's arrays, also when they are already float32 (no cast copy)."""
+    content = mosei_aligned_content(sizes={"train": 3, "valid": 2, "test": 2}, length=8)
+    for split in SPLITS:
+        content[split] = {k: v.astype(np.float32) if k.startswith("src-") else v for k, v in content[split].items()}
+    bundle = label_sequence_bundle(content, "in memory", "mosei-aligned", MOSEI_LABELS, ALIGNED_FIELDS)
+    assert np.isneginf(content["train"]["src-audio"][0, -1, :3]).all()
+    assert (bundle.splits["train"].features["audio"][0, -1, :3] == 0).all()
+
+
 @pytest.mark.parametrize("per_sample,zip_container", [(True, True), (False, False), (True, False)])
 def test_containers_and_per_sample_lists_give_the_same_data(tmp_path, aligned, per_sample, zip_container):
     _, content = aligned
@@ -123,6 +146,8 @@ ERRORS = {
     "nan features": (set_visual_nan, r"split 'test': features of modality 'visual' contain NaN"),
     "label out of range": (lambda c: c["train"]["tgt"].__setitem__(1, [2, 4, 10, 3]), r"field 'tgt': sample 1 has emotion id 10, outside 4..9"),
     "no end token": (lambda c: c["train"]["tgt"].__setitem__(0, [2, 5]), r"field 'tgt': sample 0 must start with <s>=2 and end with </s>=3"),
+    "no start token": (lambda c: c["train"]["tgt"].__setitem__(2, [4, 5, 3]), r"field 'tgt': sample 2 must start with <s>=2 and end with </s>=3"),
+    "+inf audio": (lambda c: c["valid"]["src-audio"].__setitem__((1, 6, 2), np.inf), r"split 'valid': features of modality 'audio' contain NaN/inf"),
     "empty split": (lambda c: c.__setitem__("valid", {k: ([] if k == "tgt" else v[:0]) for k, v in c["valid"].items()}), r"split 'valid' is empty"),
 }
 

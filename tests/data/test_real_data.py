@@ -208,6 +208,13 @@ def test_meld_bundle_marks_the_speaker_token_of_each_utterance(tmp_path, layout)
     assert batch.party is not None and batch.features["text"].shape[1] == train.person.shape[1]
 
 
+def test_meld_valid_and_test_are_the_official_dev_and_test_files(tmp_path):
+    """valid = dev_sent_emo.csv and test = test_sent_emo.csv (the extract puts dialogue 49 in dev, 66 in test)."""
+    bundle = load_dataset("meld", meld_extract(tmp_path), MeldOptions(encoder="glove-50", layout="utterance"))
+    assert {i.split("_")[0] for i in bundle.splits["valid"].ids} == {"dia49"}
+    assert {i.split("_")[0] for i in bundle.splits["test"].ids} == {"dia66"}
+
+
 def test_meld_layouts_carry_the_same_utterance_vectors(tmp_path):
     root = meld_extract(tmp_path)
     grid = load_dataset("meld", root, MeldOptions(encoder="glove-50")).splits["test"]

@@ -188,3 +188,20 @@ def test_cli_data_check_refuses_an_unsafe_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "unsafe" in err and "train_valid_test.pt" in err and "system" in err
     assert not marker.exists()
+
+
+def test_float32_hook_leaves_integer_and_bool_arrays_alone(tmp_path):
+    """Only floating arrays become float32: integer token ids and lengths (e.g. tgt, len_list) must stay integers."""
+    path = tmp_path / "mixed.pkl"
+    path.write_bytes(pickle.dumps({"ids": np.array([2, 4, 3]), "flags": np.array([True, False]), "x": np.ones(3)}, protocol=2))
+    loaded = load_data_file(path, float32_arrays)
+    assert loaded["ids"].dtype == np.int64 and loaded["flags"].dtype == np.bool_ and loaded["x"].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["getattr", "eval", "exec", "__import__", "open", "setattr"])
+def test_only_the_documented_builtins_are_allowed(tmp_path, name):
+    """builtins is allowed for set/frozenset/bytes/bytearray only; any other builtin could be used to run code."""
+    path = tmp_path / "global.pkl"
+    path.write_bytes(b"\x80\x02cbuiltins\n" + name.encode() + b"\n.")
+    with pytest.raises(DataError, match=rf"unsafe.*'builtins.{name}'"):
+        load_data_file(path)

@@ -17,8 +17,9 @@ from mmer import config as cfglib
 from mmer.cli import main
 from mmer.engine import trainer
 from mmer.engine.checkpoint import load_checkpoint
-from mmer.errors import DivergenceError
+from mmer.errors import DataError, DivergenceError
 from mmer.metrics import compute_metrics
+from mmer.models.baseline import LateFusionBaseline
 from tests.interrupt import interrupt_after_first_epoch
 
 TRAIN = ["train", "--model", "baseline", "--dataset", "engine-toy", "--quiet", "--set", "data.batch_size=16", "--set", "train.lr=3e-3"]
@@ -108,6 +109,8 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, run, monkeypat
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     assert (out / "metrics.json").read_text() == (run / "metrics.json").read_text()
     assert (out / "history.csv").read_text().splitlines()[1:] != []
+    # the resumed run counts its updates on from the interrupted one (what StepContext.step reports to models)
+    assert load_checkpoint(out / "last.pt")["global_step"] == load_checkpoint(run / "last.pt")["global_step"] == 3 * 6
 
 
 def test_fast_dev_run_writes_only_a_log(tmp_path):
@@ -117,8 +120,6 @@ def test_fast_dev_run_writes_only_a_log(tmp_path):
 
 
 def test_divergence_guard_names_the_loss_component(tmp_path, monkeypatch):
-    from mmer.models.baseline import LateFusionBaseline
-
     original = LateFusionBaseline.forward
 
     def nan_forward(self, batch):
@@ -311,3 +312,31 @@ def test_the_models_threshold_decides_every_prediction_and_metric(tmp_path):
     expected = compute_metrics(gold, probs > 0.3, names)
     saved = json.loads((out / "metrics.json").read_text())["test"]
     assert saved["micro_f1"] == pytest.approx(expected["micro_f1"]) and saved["acc"] == pytest.approx(expected["acc"])
+
+
+@pytest.mark.parametrize("clip", ["1.0", "null"])
+def test_a_non_finite_gradient_with_finite_losses_stops_the_run(tmp_path, monkeypatch, clip):
+    """Losses can be finite while a gradient is not (e.g. sqrt at 0); the step must not write NaN into the weights,
+    with or without gradient clipping."""
+    original = LateFusionBaseline.forward
+
+    def nan_gradient_forward(self, batch):
+        out = original(self, batch)
+        if self.training:  # value 0, gradient 0 * inf = NaN
+            out.losses["bce"] = out.losses["bce"] + torch.sqrt(next(self.parameters()) * 0).sum() * 0
+        return out
+
+    monkeypatch.setattr(LateFusionBaseline, "forward", nan_gradient_forward)
+    cfg = cfglib.resolve("baseline", "engine-toy", overrides=[f"train.grad_clip={clip}"], flags={"train.epochs": 1})
+    with pytest.raises(DivergenceError, match="gradient norm is non-finite at epoch 1, step 1"):
+        trainer.fit(cfg, tmp_path / "nan_grad", quiet=True)
+
+
+def test_a_foreign_or_newer_checkpoint_file_is_refused(tmp_path):
+    """A loadable file that mmer did not write (or a future format) must not be read as a run's checkpoint."""
+    torch.save({"model_state": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(DataError, match="not an mmer checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": "mmer-checkpoint", "version": 99}, tmp_path / "newer.pt")
+    with pytest.raises(DataError, match="version 99 is not supported"):
+        load_checkpoint(tmp_path / "newer.pt")

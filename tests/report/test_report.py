@@ -163,3 +163,24 @@ def test_a_users_file_is_never_replaced_but_an_earlier_report_is(runs, tmp_path,
     assert main(["report", "--run", str(runs / "baseline"), "--out", str(again)]) == 0
     assert main(["report", "--run", str(runs / "br"), "--out", str(again)]) == 0  # regenerating a report is fine
     assert (again / "index.md").read_text().startswith("# Report: br on")
+
+
+def test_label_correlation_is_averaged_over_every_batch_of_the_split(runs):
+    """label_correlation comes once per batch; the figure must show the whole split, not its last batch."""
+    from mmer.engine.trainer import load_run
+
+    model = load_run(runs / "probe").model
+    model.analysis = lambda batch: {"label_correlation": torch.full((3, 3), float(batch.size))}
+    data = collect(model, make_split(23, 5), batch_size=10)  # batches of 10, 10, 3
+    assert np.allclose(data.arrays["label_correlation"], 23 / 3)
+
+
+def test_cooccurrence_reads_gold_and_predicted_sets_from_their_own_columns(tmp_path):
+    """The two co-occurrence panels are gold and predicted; swapping the columns would silently swap them."""
+    from mmer.report.builder import read_predictions
+
+    path = tmp_path / "predictions_test.csv"
+    path.write_text("id,p_a,p_b,p_c,predicted,gold\nx,0.9,0.8,0.1,a;b,c\ny,0.1,0.1,0.1,,a;c\n")
+    gold, predicted = read_predictions(path, ["a", "b", "c"])
+    assert gold.tolist() == [[0, 0, 1], [1, 0, 1]]
+    assert predicted.tolist() == [[1, 1, 0], [0, 0, 0]]

@@ -226,13 +226,12 @@ class _Fit:
             if ctx.backward_calls == 0:
                 raise RuntimeError(f"{type(model).__name__}.training_step ran no backward pass")
             average_gradients(fabric, model)
-            if cfg.train.grad_clip:
-                try:
-                    fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip, error_if_nonfinite=True)
-                except RuntimeError as exc:
-                    if "non-finite" not in str(exc):
-                        raise
-                    raise DivergenceError(f"gradient norm is non-finite at epoch {epoch + 1}, step {state['global_step'] + 1}; training stopped") from None
+            try:  # without clipping (max_norm inf) this only checks that the gradient norm is finite
+                fabric.clip_gradients(model, optimizer, max_norm=cfg.train.grad_clip or float("inf"), error_if_nonfinite=True)
+            except RuntimeError as exc:
+                if "non-finite" not in str(exc):
+                    raise
+                raise DivergenceError(f"gradient norm is non-finite at epoch {epoch + 1}, step {state['global_step'] + 1}; training stopped") from None
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import numpy as np
 from mmer.benchmark.grid import RunSpec
 from mmer.data.dataset import DatasetBundle
 from mmer.engine import rundir
-from mmer.errors import DataError
 from mmer.io import write_text
 from mmer.metrics import METRIC_KEYS, compute_metrics
 
@@ -28,31 +26,18 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
-
-
 def train_seconds(run_dir: Path) -> float:
     """Sum of history.csv's per-epoch `train_seconds` (0 when the column is absent)."""
-    path = run_dir / rundir.HISTORY
-    if not path.is_file():
+    if not (run_dir / rundir.HISTORY).is_file():
         return 0.0
-    rows = list(csv.DictReader(path.open()))
+    rows = rundir.read_history(run_dir)
     return round(sum(float(r["train_seconds"]) for r in rows if r.get("train_seconds")), 3)
 
 
 def collect_row(spec: RunSpec, run_dir: Path, out: Path) -> dict[str, Any]:
     """The results.csv row of a complete run."""
-    test = read_json(run_dir / rundir.METRICS).get("test")
-    if not isinstance(test, dict):
-        raise DataError(f"{run_dir / rundir.METRICS}: no 'test' metrics")
-    info = read_json(run_dir / rundir.RUN_INFO) if (run_dir / rundir.RUN_INFO).is_file() else {}
+    test = rundir.read_test_metrics(run_dir)
+    info = rundir.read_json(run_dir / rundir.RUN_INFO) if (run_dir / rundir.RUN_INFO).is_file() else {}
     row: dict[str, Any] = {
         "model": spec.model,
         "variant": spec.variant,
@@ -79,7 +64,7 @@ def reference_points(run_dir: Path) -> dict[str, dict[str, float]]:
     path = run_dir / rundir.RUN_INFO
     if not path.is_file():
         return {}
-    reference = read_json(path).get("reference") or {}
+    reference = rundir.read_json(path).get("reference") or {}
     points = {}
     for name, metrics in reference.items():
         if isinstance(metrics, dict):

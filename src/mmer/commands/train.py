@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ def _resume(args: argparse.Namespace, out: Path, fit: Callable[..., dict[str, An
                 raise ConfigError(f"--resume: {out} is a run of '{have}', not '{flag}'")
     if rundir.is_complete(out):
         print(f"{out} is already complete; its metrics:")
-        print(format_table(json.loads((out / rundir.METRICS).read_text())))
+        print(format_table(rundir.read_json(out / rundir.METRICS)))
         return 0
     metrics = fit(None, out, resume=True, quiet=args.quiet)
     if metrics:

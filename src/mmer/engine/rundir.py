@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmer.errors import MMERError
+from mmer.errors import DataError, MMERError
 from mmer.io import make_output_dir, write_json, write_text
 
 CONFIG = "config.yaml"
@@ -61,6 +62,40 @@ def prepare_fast_dev_run(run_dir: Path) -> None:
 
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file() and (run_dir / BEST).is_file()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A run file holding one JSON object (metrics.json, run_info.json), or one DataError naming it."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # also not UTF-8
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_test_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json's 'test' entry, with its 'per_label' scores."""
+    path = run_dir / METRICS
+    test = read_json(path).get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("per_label"), dict):
+        raise DataError(f"{path}: field 'test' with its 'per_label' scores is missing")
+    return test
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of history.csv (at least one)."""
+    path = run_dir / HISTORY
+    if not path.is_file():
+        raise DataError(f"{path}: missing (the run's per-epoch history)")
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise DataError(f"{path}: no epoch rows")
+    return rows
 
 
 def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:

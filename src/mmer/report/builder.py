@@ -7,7 +7,6 @@ whose keys the model does not return is skipped with a note, never faked. The te
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +49,8 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     loaded = load_run(run_dir)
     name = f"{loaded.cfg.model_name} on {loaded.spec.name} ({run_dir.name})"
     label_names = list(loaded.spec.label_names)
-    history = read_history(run_dir / rundir.HISTORY)  # everything the run-file figures need, read before writing
-    test = read_test_metrics(run_dir / rundir.METRICS)
+    history = rundir.read_history(run_dir)  # everything the run-file figures need, read before writing
+    test = rundir.read_test_metrics(run_dir)
     gold, predicted = read_predictions(run_dir / rundir.PREDICTIONS, label_names)
     refuse_foreign_outputs(out, [*FIGURES, INDEX], is_report(out), "mmer report")
     make_output_dir(out)
@@ -88,29 +87,6 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
             report.written.append(draw(out / filename))
     write_text(out / INDEX, index_markdown(name, report))
     return report
-
-
-def read_history(path: Path) -> list[dict[str, str]]:
-    """The rows of history.csv (at least one)."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing (the run's per-epoch history)")
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise DataError(f"{path}: no epoch rows")
-    return rows
-
-
-def read_test_metrics(path: Path) -> dict:
-    """metrics.json's 'test' entry, with its 'per_label' scores."""
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    test = metrics.get("test") if isinstance(metrics, dict) else None
-    if not isinstance(test, dict) or not isinstance(test.get("per_label"), dict):
-        raise DataError(f"{path}: field 'test' with its 'per_label' scores is missing")
-    return test
 
 
 def read_predictions(path: Path, label_names: list[str]) -> tuple[np.ndarray, np.ndarray]:

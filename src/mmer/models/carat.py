@@ -200,8 +200,7 @@ class CARAT(MMERModel):
             raise ConfigError(f"model.variant must be one of {', '.join(VARIANTS)}, got {cfg.variant!r}")
         if cfg.hidden_size % cfg.num_heads or cfg.hidden_size % 2:
             raise ConfigError(f"model.hidden_size={cfg.hidden_size} must be even and divisible by model.num_heads={cfg.num_heads}")
-        for key in ("latent_size", "intermediate_size", "default_layers"):
-            least = 0 if key == "default_layers" else 1
+        for key, least in (("latent_size", 1), ("intermediate_size", 1), ("default_layers", 0)):
             if getattr(cfg, key) < least:
                 raise ConfigError(f"model.{key} must be >= {least}, got {getattr(cfg, key)}")
         if any(n < 0 for n in cfg.layers.values()):

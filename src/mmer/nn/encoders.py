@@ -58,8 +58,7 @@ class TransformerConfig:
             )
         if self.input_norm and self.input_dim is None:
             raise ConfigError("transformer input_norm=True needs input_dim (the raw feature size to normalise)")
-        for name in ("num_layers", "max_positions", "intermediate_size"):
-            least = 0 if name == "num_layers" else 1
+        for name, least in (("num_layers", 0), ("max_positions", 1), ("intermediate_size", 1)):
             if getattr(self, name) < least:
                 raise ConfigError(f"transformer {name} must be >= {least}, got {getattr(self, name)}")
 

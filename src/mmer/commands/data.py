@@ -31,13 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mmer.data.npz_format import write_npz_dir
+    from mmer.data.npz_format import check_output_dir, write_npz_dir
     from mmer.data.synthetic import generate
-    from mmer.errors import DataError
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not empty; refusing to overwrite it")
+    check_output_dir(out)  # before the generation, not after
     bundle = generate(args.preset, seed=args.seed, size=args.size)
     write_npz_dir(bundle, args.out)
     if args.quiet:

@@ -120,11 +120,18 @@ def _read_split(path: Path, modalities: list[str]) -> SplitData:
     )
 
 
+def check_output_dir(root: Path) -> None:
+    """`root` must be a new or empty folder: checked before generating data (`mmer data synth`) and when writing."""
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        raise DataError(f"{root} exists and is not empty; refusing to overwrite it")
+
+
 def write_npz_dir(bundle: DatasetBundle, root: str | Path) -> None:
     """Write `bundle` to an empty or new directory `root` (each file written atomically)."""
     root = Path(root)
-    if root.is_dir() and any(root.iterdir()):
-        raise DataError(f"{root} exists and is not empty; refusing to overwrite it")
+    check_output_dir(root)
     make_output_dir(root)
     for name, split in bundle.splits.items():
         arrays: dict[str, np.ndarray] = {

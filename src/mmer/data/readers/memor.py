@@ -20,8 +20,7 @@ stored once and its samples point at it. See docs/datasets.md for sample modes, 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import DatasetBundle, SplitData, spec_from_splits
+from mmer.data.json_stream import iter_json_object, read_json
 from mmer.data.safe_load import load_tensor_file, require_file
 from mmer.errors import DataError, text_file_errors
 from mmer.registry import DATASETS
@@ -74,7 +74,7 @@ def load_memor(root: Path | None, options: MEmoROptions | None, emotion_type: st
     assert root is not None
     num_classes = 9 if emotion_type == "primary" else len(EMOTIONS)
     annotations = _read_annotations(anno_path, emotion_type, num_classes)
-    records = _read_json(require_file(root, "data.json", name, HOLDS))
+    records = read_json(require_file(root, "data.json", name, HOLDS))
     if not isinstance(records, dict):
         raise DataError(f"{root / 'data.json'}: expected a dict keyed by clip id, got {type(records).__name__}")
     chosen = {
@@ -122,7 +122,7 @@ DATASETS.register(
 
 
 def _read_annotations(path: Path, emotion_type: str, num_classes: int) -> list[Annotation]:
-    content = _read_json(path)
+    content = read_json(path)
     if not isinstance(content, dict) or not isinstance(content.get(emotion_type), list):
         raise DataError(f"{path}: field '{emotion_type}' must be a list of annotations")
     classes = EMOTIONS[:num_classes]
@@ -386,15 +386,7 @@ def _read_personality(path: Path) -> np.ndarray:
     return (table / norms).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------------- JSON
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+# ------------------------------------------------------------------------------------------- feature JSON
 
 
 def _key_filter(clips: set[str]) -> Callable[[str], bool]:
@@ -402,10 +394,9 @@ def _key_filter(clips: set[str]) -> Callable[[str], bool]:
 
 
 def _read_feature_json(path: Path, dim: int, keep: Callable[[str], bool]) -> dict[str, np.ndarray]:
-    """{key: float32 [dim]} for the kept keys, parsed entry by entry (the files are GBs; json.load would hold
-    every number as a Python float, ~8x the float32 size)."""
+    """{key: float32 [dim]} for the kept keys; the files are GBs, so they are parsed entry by entry."""
     out = {}
-    for key, value in _iter_json_object(path):
+    for key, value in iter_json_object(path):
         if not keep(key):
             continue
         try:
@@ -417,65 +408,6 @@ def _read_feature_json(path: Path, dim: int, keep: Callable[[str], bool]) -> dic
             raise DataError(f"{path}: entry '{key}' must be {dim} finite numbers, got {got}")
         out[key] = vector
     return out
-
-
-def _iter_json_object(path: Path, chunk: int = 1 << 24) -> Iterator[tuple[str, Any]]:
-    """(key, value) pairs of a top-level JSON object, reading the file in chunks."""
-    decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8") as fh:
-        reader = _ChunkReader(fh, chunk, decoder, path)
-        reader.expect("{")
-        if reader.peek() == "}":
-            return
-        while True:
-            key = reader.value()
-            if not isinstance(key, str):
-                raise DataError(f"{path}: object keys must be strings")
-            reader.expect(":")
-            yield key, reader.value()
-            if reader.peek() == "}":
-                return
-            reader.expect(",")
-
-
-class _ChunkReader:
-    def __init__(self, fh: Any, chunk: int, decoder: json.JSONDecoder, path: Path):
-        self.fh, self.chunk, self.decoder, self.path = fh, chunk, decoder, path
-        self.buf, self.pos, self.eof = "", 0, False
-
-    def _more(self) -> bool:
-        if self.eof:
-            return False
-        data = self.fh.read(self.chunk)
-        self.eof = not data
-        self.buf, self.pos = self.buf[self.pos :] + data, 0
-        return bool(data)
-
-    def peek(self) -> str:
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                self.pos += 1
-            if self.pos < len(self.buf) or not self._more():
-                return self.buf[self.pos : self.pos + 1]
-
-    def expect(self, char: str) -> None:
-        got = self.peek()
-        if got != char:
-            raise DataError(f"{self.path}: not valid JSON (expected {char!r}, found {got or 'end of file'!r})")
-        self.pos += 1
-
-    def value(self) -> Any:
-        self.peek()
-        while True:
-            try:
-                value, end = self.decoder.raw_decode(self.buf, self.pos)
-                if end < len(self.buf) or self.eof:
-                    self.pos = end
-                    return value
-            except json.JSONDecodeError as exc:
-                if self.eof:
-                    raise DataError(f"{self.path}: not valid JSON ({exc})") from None
-            self._more()
 
 
 def _is_int(value: Any) -> bool:

@@ -6,13 +6,8 @@ import torch
 
 from mmer.cli import main
 from mmer.data.load import load_dataset
-from mmer.data.readers.mosei import (
-    ALIGNED_FIELDS,
-    MOSEI_LABELS,
-    MoseiAlignedOptions,
-    MoseiUnalignedOptions,
-    label_sequence_bundle,
-)
+from mmer.data.readers.label_sequences import label_sequence_bundle
+from mmer.data.readers.mosei import ALIGNED_FIELDS, MOSEI_LABELS, MoseiAlignedOptions, MoseiUnalignedOptions
 from mmer.errors import DataError
 from tests.data.official_files import mosei_aligned_content, write_mosei_aligned, write_mosei_unaligned
 

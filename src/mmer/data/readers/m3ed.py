@@ -4,7 +4,7 @@ Two on-disk forms are accepted and told apart by content:
 - the DialogueRNN-format 10-tuple pickle of the M3ED feature release: index 2 = {dialogue: [utterance emotion
   0..6]}, 3 = {dialogue: text [n_utt, 768]}, 4 = {dialogue: [n_utt, 1024]}, 5 = {dialogue: [n_utt, 342]},
   7/8/9 = train/dev/test dialogue ids;
-- `m3ed_data_60.pt`, the file CARAT's reader writes from it (MOSEI's label-sequence layout, ids 4..10).
+- `m3ed_data_60.pt`, the file CARAT's reader writes from it (the label-sequence layout of `label_sequences.py`, ids 4..10).
 A dialogue's labels are the union of all its utterance emotions (also those past the cut); its feature sequences
 keep the first `max_utterances` utterances. Index 4 (1024-d) is wav2vec *audio* and index 5 (342-d) DenseFace
 *visual* in the DialogueRNN layout, although CARAT calls them visual and audio: `modality_names` picks which.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import SPLITS, DatasetBundle, spec_from_splits
-from mmer.data.readers.mosei import MODALITIES, MaskMode, label_sequence_bundle, make_split, ones_mask
+from mmer.data.readers.label_sequences import MODALITIES, MaskMode, label_sequence_bundle, make_split, ones_mask
 from mmer.data.safe_load import float32_arrays, load_data_file, require_file
 from mmer.errors import DataError
 from mmer.registry import DATASETS

@@ -379,12 +379,31 @@ def _check(cfg: Config, source: str) -> None:
     t = cfg.train
     if t.select_metric not in METRIC_KEYS:
         raise ConfigError(f"{source}: key 'train.select_metric' must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
-    for key, value, low in (("train.micro_batch", t.micro_batch, 0), ("train.epochs", t.epochs, 1), ("data.batch_size", cfg.data.batch_size, 1), ("data.eval_batch_size", cfg.data.eval_batch_size, 1), ("train.devices", t.devices, 1), ("train.num_nodes", t.num_nodes, 1), ("train.patience", t.patience, 0), ("train.threads", t.threads, 0), ("train.warmup_steps", t.warmup_steps, 0), ("train.seed", t.seed, 0)):
+    least = (
+        ("train.micro_batch", t.micro_batch, 0),
+        ("train.epochs", t.epochs, 1),
+        ("data.batch_size", cfg.data.batch_size, 1),
+        ("data.eval_batch_size", cfg.data.eval_batch_size, 1),
+        ("train.devices", t.devices, 1),
+        ("train.num_nodes", t.num_nodes, 1),
+        ("train.patience", t.patience, 0),
+        ("train.threads", t.threads, 0),
+        ("train.warmup_steps", t.warmup_steps, 0),
+        ("train.seed", t.seed, 0),
+    )
+    for key, value, low in least:
         if value < low:
             raise ConfigError(f"{source}: key '{key}' must be >= {low}, got {value}")
     if t.seed >= 2**32:
         raise ConfigError(f"{source}: key 'train.seed' must be < 2**32 (NumPy's seed range), got {t.seed}")
-    for key, value, strict in (("train.lr", t.lr, True), ("train.eps", t.eps, True), ("train.weight_decay", t.weight_decay, False), ("train.warmup", t.warmup, False), ("train.warmup_start_lr", t.warmup_start_lr, False)):
+    non_negative = (  # (key, value, whether 0 is refused too)
+        ("train.lr", t.lr, True),
+        ("train.eps", t.eps, True),
+        ("train.weight_decay", t.weight_decay, False),
+        ("train.warmup", t.warmup, False),
+        ("train.warmup_start_lr", t.warmup_start_lr, False),
+    )
+    for key, value, strict in non_negative:
         if not math.isfinite(value) or value < 0 or (strict and value == 0):
             raise ConfigError(f"{source}: key '{key}' must be a finite number {'> 0' if strict else '>= 0'}, got {value}")
     if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from mmer.errors import MMERError
-from mmer.io import atomic_path, write_text
+from mmer.io import atomic_path, make_output_dir, refuse_foreign_outputs, write_atomic, write_text
 
 
 def test_a_write_gives_the_file_the_umask_permissions_and_leaves_no_temporary(tmp_path):
@@ -54,3 +54,33 @@ def test_contents_reach_the_disk_before_the_file_takes_its_name(tmp_path, monkey
     write_text(tmp_path / "a.txt", "hello\n")
     assert events == [("fsync", 6), ("replace", None)]
     assert (tmp_path / "a.txt").read_text() == "hello\n"
+
+
+def test_without_overwrite_an_existing_file_is_refused_before_anything_is_written(tmp_path):
+    """The check comes first: the (possibly slow) writer never runs and no temporary file appears."""
+    path = tmp_path / "a.txt"
+    path.write_text("mine\n")
+    calls = []
+    with pytest.raises(MMERError, match=rf"^{path} already exists; refusing to overwrite it$"):
+        write_atomic(path, calls.append, overwrite=False)
+    assert calls == [] and path.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    write_atomic(path, lambda fh: fh.write("new\n"))  # overwrite=True is the default
+    assert path.read_text() == "new\n"
+
+
+def test_make_output_dir_names_the_file_in_the_way(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub" / "deeper"):
+        with pytest.raises(MMERError, match=rf"^output folder {out}: {blocker} exists and is not a directory$"):
+            make_output_dir(out)
+    assert make_output_dir(tmp_path / "a" / "b").is_dir()
+
+
+def test_refuse_foreign_outputs_lists_the_clashing_names(tmp_path):
+    (tmp_path / "b.csv").write_text("x")
+    (tmp_path / "a.md").write_text("x")
+    with pytest.raises(MMERError, match=rf"^{tmp_path}: a.md, b.csv exist\(s\) and are not an earlier report; choose another --out$"):
+        refuse_foreign_outputs(tmp_path, ["b.csv", "c.png", "a.md"], False, "report")
+    refuse_foreign_outputs(tmp_path, ["b.csv", "a.md"], True, "report")  # its own earlier output may be replaced
+    refuse_foreign_outputs(tmp_path, ["c.png"], False, "report")

@@ -16,9 +16,10 @@ from mmer.data.dataset import DatasetBundle, SplitData, spec_from_splits
 from mmer.data.load import load_dataset
 from mmer.data.npz_format import read_npz_dir, write_npz_dir
 from mmer.data.readers.synthetic import SynthPartyOptions
-from mmer.data.synthetic import dyadic, generate, party
+from mmer.data.synthetic import PRESETS, draw, dyadic, generate, party
+from mmer.data.synthetic.labels import LabelModel, coupling_matrix
 from mmer.data.synthetic.oracle import PartyPosterior, dyadic_posterior, party_posterior
-from mmer.data.synthetic.reference import oracle_scores
+from mmer.data.synthetic.reference import chance_scores, oracle_scores
 from mmer.errors import ConfigError, DataError
 
 
@@ -409,3 +410,110 @@ def test_cli_unknown_preset_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "did you mean 'synth-dyadic'" in err
     assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------------------------- round 5
+
+
+@pytest.mark.parametrize("preset", ["synth-party", "synth-dyadic"])
+def test_splits_are_independent_draws_not_copies_of_each_other(preset):
+    """Each split has its own random stream: a split that replays another's stream would repeat its leading clips
+    (test data leaking from training)."""
+    d = draw(preset, size="tiny")
+    first = {name: (part.emotions[:6], part.grid.num_persons[:6] if preset == "synth-party" else part.lengths[:6]) for name, part in d.parts.items()}
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        assert not np.array_equal(first[a][0], first[b][0]), (a, b)
+        assert not np.array_equal(first[a][1], first[b][1]), (a, b)
+
+
+@pytest.mark.parametrize(("preset", "clips"), [("synth-party", (12, 6, 8)), ("synth-dyadic", (40, 16, 24))])
+def test_tiny_sizes_are_the_documented_clip_counts(preset, clips):
+    bundle = generate(preset, size="tiny")
+    assert tuple(bundle.splits[name].num_clips for name in ("train", "valid", "test")) == clips  # docs/synthetic.md
+    assert bundle.source == f"generated in memory: {preset} size=tiny seed={PRESETS[preset].default_seed}"
+
+
+def test_a_negative_seed_is_a_clear_error():
+    with pytest.raises(ConfigError, match="synthetic seed must be >= 0, got -1"):
+        generate("synth-dyadic", seed=-1, size="tiny")
+
+
+def test_chance_reference_uses_the_training_label_rates(tiny_party, tiny_dyadic):
+    for bundle in (tiny_party, tiny_dyadic):
+        train, test = bundle.splits["train"].labels.numpy(), bundle.splits["test"].labels.numpy().astype(int)
+        expected = chance_scores(train.astype(int), test, bundle.spec.label_names)
+        assert bundle.reference["chance"] == expected
+        assert expected != chance_scores(test, test, bundle.spec.label_names)  # the test rates would be a leak
+
+
+def test_coupling_matrix_is_symmetric_with_a_zero_diagonal():
+    j = coupling_matrix(("a", "b", "c"), {("a", "b"): 1.5, ("c", "a"): -2.0})
+    assert np.array_equal(j, [[0, 1.5, -2.0], [1.5, 0, 0], [-2.0, 0, 0]])
+    with pytest.raises(ValueError, match="coupling of 'b' with itself"):
+        coupling_matrix(("a", "b"), {("b", "b"): 1.0})
+
+
+def test_label_model_draws_follow_the_boltzmann_probabilities():
+    """p(e) ∝ exp(b·e + Σ_{i<j} J_ij e_i e_j) over the non-empty e: the empirical frequencies of 40,000 draws."""
+    names = ("a", "b", "c")
+    model = LabelModel(names, coupling_matrix(names, {("a", "b"): 1.2, ("b", "c"): -1.5}))
+    bias = np.array([-0.5, 0.3, -1.0])
+    configs = model.configs
+    energy = configs @ bias + 1.2 * configs[:, 0] * configs[:, 1] - 1.5 * configs[:, 1] * configs[:, 2]
+    exact = np.exp(energy) / np.exp(energy).sum()
+    draws = model.sample(np.broadcast_to(bias, (40_000, 3)), np.random.default_rng(0))
+    assert draws.any(axis=1).all()  # never the empty configuration
+    codes = (draws * (1 << np.arange(3))).sum(axis=1)  # config row r has binary code r + 1
+    freq = np.bincount(codes - 1, minlength=len(configs)) / len(draws)
+    np.testing.assert_allclose(freq, exact, atol=0.01)
+    np.testing.assert_allclose(model.marginals(model.logits(bias)), exact @ configs, atol=1e-12)
+
+
+def test_emission_patterns_are_unit_norm_and_offsets_keep_features_off_zero():
+    for world in (party.party_world(), dyadic.dyadic_world()):
+        for em in world.emissions.values():
+            np.testing.assert_allclose(np.linalg.norm(em.patterns, axis=1), 1.0, atol=1e-12)
+            assert np.linalg.norm(em.offset) > 0.5
+
+
+def test_speakers_lose_audio_at_the_documented_rate_and_characters_are_distinct(latent_draw):
+    grid = latent_draw.grid
+    speaker = grid.is_speaker()
+    lost = (speaker & ~grid.present["audio"]).sum() / speaker.sum()
+    assert abs(lost - party.SPEAKER_AUDIO_LOSS) < 0.03, lost
+    for k in range(len(grid.valid)):
+        chars = latent_draw.character[k][latent_draw.character[k] >= 0]
+        assert len(chars) == grid.num_persons[k] and len(set(chars.tolist())) == len(chars)  # 2-4 of the 8 characters
+
+
+def test_dyadic_lengths_cover_min_to_max():
+    lengths = dyadic.sample(dyadic.dyadic_world(), 600, np.random.default_rng(0)).lengths
+    assert set(lengths.tolist()) == set(range(dyadic.MIN_LEN, dyadic.MAX_LEN + 1))
+
+
+def test_npz_spec_max_len_is_the_longest_of_all_splits(tmp_path):
+    """Models size position tables from `max_len`: a longer test split must not be cut to the training length."""
+    splits = {}
+    for name, length in (("train", 3), ("valid", 4), ("test", 6)):
+        mask = torch.ones(2, length, dtype=torch.bool)
+        splits[name] = SplitData({"text": torch.ones(2, length, 2)}, {"text": mask}, torch.eye(2), [f"{name}0", f"{name}1"], torch.arange(2))
+    write_npz_dir(DatasetBundle(spec_from_splits("mine", ("x", "y"), splits), splits, "test"), tmp_path / "d")
+    assert load_dataset("npz", tmp_path / "d").spec.modality("text").max_len == 6
+
+
+@pytest.mark.parametrize("fixture", ["tiny_party", "tiny_dyadic"])
+def test_a_batch_keeps_every_real_token_and_trims_only_padding(fixture, request):
+    split = request.getfixturevalue(fixture).splits["train"]
+    index = torch.arange(len(split))
+    batch = split.batch(index)
+    rows = split.clip_index[index]
+    for m, mask in split.masks.items():
+        length = batch.masks[m].shape[1]
+        assert torch.equal(batch.masks[m], mask[rows, :length]) and not mask[rows, length:].any()
+        assert torch.equal(batch.features[m], split.features[m][rows, :length])
+    if split.person is not None:
+        t = batch.party.person.shape[1]
+        assert (split.person[rows, t:] < 0).all() and (batch.party.person[:, -1] >= 0).any()  # last column is used
+        assert torch.equal(batch.party.target, split.target[index, :t]) and batch.personality.shape[1] == t
+    else:
+        assert batch.masks["text"][:, -1].any()  # the longest sample fills the last column

@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 from mmer.data.batch import Batch
 from mmer.data.transforms import drop_at_rate, drop_modalities
+from mmer.errors import ConfigError
 from tests.engine.toy_data import make_split
 
 
@@ -37,3 +39,48 @@ def test_a_modality_with_leading_padding_is_present():
         index=torch.arange(2),
     )
     assert batch.present().tolist() == [[True, True], [False, True]]
+
+
+# ----------------------------------------------------------------------------------------------- round 5
+
+
+def _three_modalities(n: int, absent: dict[str, slice]) -> Batch:
+    """n samples, modalities t/a/v of 2 steps, all present except the `absent` rows (mask False, zeros)."""
+    features, masks = {}, {}
+    for name in ("t", "a", "v"):
+        mask = torch.ones(n, 2, dtype=torch.bool)
+        if name in absent:
+            mask[absent[name]] = False
+        features[name] = torch.ones(n, 2, 3) * mask[..., None]
+        masks[name] = mask
+    return Batch(features=features, masks=masks, labels=torch.zeros(n, 1), ids=[str(i) for i in range(n)], index=torch.arange(n))
+
+
+def test_drop_modalities_refuses_an_unknown_name():
+    batch = make_split(4, 0).batch(torch.arange(4))
+    with pytest.raises(ConfigError, match=r"unknown modality to drop 'video'; valid: audio, text"):
+        drop_modalities(batch, ["video"])
+
+
+def test_the_rescued_modality_is_one_the_sample_has():
+    """A sample that lacks a modality in the data never gets it back as its 'kept' one (it would have no token)."""
+    batch = _three_modalities(300, {"t": slice(0, 200), "a": slice(100, 300)})  # rows 0-99: a, v; 100-199: v; 200-299: t, v
+    for seed in range(5):
+        out = drop_at_rate(batch, 0.95, torch.Generator().manual_seed(seed))
+        present = out.present()
+        assert present.sum(dim=1).eq(1).float().mean() > 0.8  # at 0.95 nearly every sample is down to its rescue
+        assert present.any(dim=1).all() and not (present & ~batch.present()).any()
+
+
+def test_the_rescued_modality_is_chosen_uniformly():
+    batch = _three_modalities(3000, {})
+    present = drop_at_rate(batch, 0.99, torch.Generator().manual_seed(0)).present()
+    share = present.float().mean(dim=0)
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.04), share
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5])
+def test_a_rate_outside_0_1_is_refused(rate):
+    batch = make_split(4, 0).batch(torch.arange(4))
+    with pytest.raises(ConfigError, match=rf"missing rate must be in \[0, 1\), got {rate}"):
+        drop_at_rate(batch, rate, torch.Generator().manual_seed(0))

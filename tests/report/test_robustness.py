@@ -74,13 +74,58 @@ def test_matrix_to_another_folder_and_bad_combinations(matrix, tmp_path, capsys)
     assert "belong to --missing-matrix" in capsys.readouterr().err
 
 
-def test_matrix_never_replaces_a_users_file_of_the_same_name(matrix, tmp_path, capsys):
+@pytest.mark.parametrize(("name", "content"), [("robustness.md", "my notes\n"), ("robustness.json", '{"my": "results"}\n')])
+def test_matrix_never_replaces_a_users_file_of_the_same_name(matrix, tmp_path, capsys, name, content):
+    """A user's file named like an output (also a JSON dict that is not a matrix) is not taken for an earlier run."""
     run, _ = matrix
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "robustness.md").write_text("my notes\n")
+    (mine / name).write_text(content)
     assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(mine)]) == 2
-    assert "robustness.md exist(s) and are not an earlier missing-modality matrix" in capsys.readouterr().err
-    assert [p.name for p in mine.iterdir()] == ["robustness.md"] and (mine / "robustness.md").read_text() == "my notes\n"
+    assert f"{name} exist(s) and are not an earlier missing-modality matrix" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == [name] and (mine / name).read_text() == content
     assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(tmp_path / "m2")]) == 0
     assert main(["evaluate", "--run", str(run), "--missing-matrix", "--out", str(tmp_path / "m2")]) == 0  # its own output
+
+
+# ----------------------------------------------------------------------------------------------- round 5
+
+
+def test_each_batch_gets_its_own_draw_seeded_by_its_first_sample():
+    """Batches are seeded from (seed, index of the first sample): identical batches at other positions of the split
+    must not lose the very same cells, and the same position and seed must always lose the same ones."""
+    import torch
+
+    from mmer.report.robustness import missing_transform
+    from tests.engine.toy_data import make_split
+
+    batch = make_split(64, 0).batch(torch.arange(64))
+    at = lambda start, seed: missing_transform(rate=0.5, seed=seed)(batch.replace(index=torch.arange(start, start + 64))).present()  # noqa: E731
+    assert torch.equal(at(0, 0), at(0, 0))
+    assert not torch.equal(at(0, 0), at(64, 0))
+    assert not torch.equal(at(0, 0), at(0, 1))
+    assert missing_transform() is None and missing_transform(rate=0.0, seed=5) is None
+
+
+def test_rate_zero_is_evaluated_once_and_has_no_std(matrix):
+    _, data = matrix
+    first, second = data["rates"][0], data["rates"][1]
+    assert first["rate"] == 0.0 and all(first[f"{k}_std"] is None for k in METRIC_KEYS)
+    assert all(second[f"{k}_std"] is not None for k in METRIC_KEYS)
+    assert data["settings"] == {"split": "test", "seed": 0, "repeats": 2, "rates": list(RATES)}
+
+
+def test_csv_and_markdown_carry_the_json_values(matrix):
+    run, data = matrix
+    out = run / "robustness"
+    rates = list(csv.DictReader((out / "rates.csv").open()))
+    subsets = list(csv.DictReader((out / "subsets.csv").open()))
+    assert [r["present"] for r in subsets] == [r["present"] for r in data["subsets"]]
+    for rows, saved in ((rates, data["rates"]), (subsets, data["subsets"])):
+        for row, value in zip(rows, saved):
+            assert float(row["micro_f1"]) == pytest.approx(value["micro_f1"], abs=1e-6)
+    assert rates[0]["micro_f1_std"] == "" and float(rates[3]["micro_f1_std"]) == pytest.approx(data["rates"][3]["micro_f1_std"], abs=1e-6)
+    md = (out / "robustness.md").read_text()
+    assert "mean over 2 seeds (0..1), ± sample std (ddof=1)" in md
+    r5 = data["rates"][5]
+    assert f"| 0.5 | {r5['effective_missing']:.3f} | {r5['acc']:.4f} ± {r5['acc_std']:.4f} |" in md

@@ -20,7 +20,7 @@ def toy_run(tmp_path_factory) -> Path:
     return out
 
 
-class FitCalls:
+class FitRecorder:
     """Replaces the trainer's `fit` so flag handling can be checked without training; records every call."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):

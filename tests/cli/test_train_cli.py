@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from mmer.cli import main
-from tests.cli.conftest import TRAIN, FitCalls
+from tests.cli.conftest import TRAIN, FitRecorder
 
 
 def test_flags_reach_the_config_and_win_over_set(tmp_path, monkeypatch):
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     args = [*TRAIN, "--set", "train.seed=3", "--set", "train.epochs=9", "--seed", "7", "--epochs", "2", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     (cfg, out, kwargs), = fits.calls
@@ -23,7 +23,7 @@ def test_flags_reach_the_config_and_win_over_set(tmp_path, monkeypatch):
 
 def test_root_is_saved_as_an_absolute_path(tmp_path, monkeypatch):
     """The run's config keeps the data folder; a relative one would break `evaluate`/`predict` from another cwd."""
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     (tmp_path / "data").mkdir()
     monkeypatch.chdir(tmp_path)
     assert main([*TRAIN, "--root", "data", "--out", str(tmp_path / "r")]) == 0
@@ -31,7 +31,7 @@ def test_root_is_saved_as_an_absolute_path(tmp_path, monkeypatch):
 
 
 def test_model_and_dataset_are_required_without_resume(tmp_path, capsys, monkeypatch):
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     assert main(["train", "--model", "baseline", "--out", str(tmp_path / "r")]) == 2
     assert "--model and --dataset are required (unless --resume)" in capsys.readouterr().err
     assert fits.calls == []
@@ -39,7 +39,7 @@ def test_model_and_dataset_are_required_without_resume(tmp_path, capsys, monkeyp
 
 @pytest.mark.parametrize("extra", [["--epochs", "3"], ["--seed", "1"], ["--set", "train.lr=1"], ["--precision", "bf16"], ["--root", "x"], ["--devices", "2"]])
 def test_resume_refuses_flags_that_would_change_the_saved_config(toy_run, capsys, monkeypatch, extra):
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     assert main(["train", "--out", str(toy_run), "--resume", *extra]) == 2
     assert "--resume continues a run with its saved config" in capsys.readouterr().err
     assert fits.calls == []
@@ -47,14 +47,14 @@ def test_resume_refuses_flags_that_would_change_the_saved_config(toy_run, capsys
 
 @pytest.mark.parametrize(("extra", "message"), [(["--model", "br"], "is a run of 'baseline', not 'br'"), (["--dataset", "synth-party"], "is a run of 'engine-toy', not 'synth-party'")])
 def test_resume_refuses_another_model_or_dataset(toy_run, capsys, monkeypatch, extra, message):
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     assert main(["train", "--out", str(toy_run), "--resume", *extra]) == 2
     err = capsys.readouterr().err
     assert f"--resume: {toy_run} {message}" in err and fits.calls == []
 
 
 def test_resume_of_a_complete_run_prints_its_metrics_and_trains_nothing(toy_run, capsys, monkeypatch):
-    fits = FitCalls(monkeypatch)
+    fits = FitRecorder(monkeypatch)
     before = {p.name: p.stat().st_mtime_ns for p in Path(toy_run).iterdir()}
     assert main(["train", "--out", str(toy_run), "--resume", "--model", "baseline", "--dataset", "engine-toy"]) == 0
     out = capsys.readouterr().out

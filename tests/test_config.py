@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from mmer import config as cfglib
@@ -227,3 +229,36 @@ def test_dataset_options_take_only_data_options_and_ignore_model_presets():
             cfglib.dataset_options("synth-dyadic", [bad])
     with pytest.raises(ConfigError, match=r"unknown key 'data.options.sise'.*did you mean 'size'"):
         cfglib.dataset_options("synth-dyadic", ["data.options.sise=tiny"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flags", "message"),
+    [
+        (["train.lr=0"], {}, r"^--set train.lr=0: key 'train.lr' must be a finite number > 0"),
+        ([], {"train.epochs": 0}, r"^--epochs: key 'train.epochs' must be >= 1, got 0"),
+        (["train.epochs=3"], {"train.epochs": 0}, r"^--epochs: key 'train.epochs'"),  # the layer that set it last
+        (["train.select_metric=hamming_loss", "train.select_mode=max"], {}, r"^--set train.select_mode=max: key 'train.select_mode' is 'max', which would keep the epoch with the worst hamming_loss; use 'auto' or 'min'"),
+        (["train.select_mode=min"], {}, r"key 'train.select_mode' is 'min', which would keep the epoch with the worst micro_f1"),
+    ],
+)
+def test_range_and_cross_key_errors_name_the_layer_that_set_the_key(overrides, flags, message):
+    with pytest.raises(ConfigError, match=message):
+        cfglib.resolve("baseline", "engine-toy", overrides=overrides, flags=flags)
+
+
+def test_a_config_file_value_out_of_range_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  patience: -2\n")
+    with pytest.raises(ConfigError, match=rf"^config file {re.escape(str(path))}: key 'train.patience' must be >= 0, got -2"):
+        cfglib.resolve("baseline", "engine-toy", config_file=str(path))
+
+
+def test_select_mode_that_agrees_with_the_metric_is_accepted():
+    cfg = cfglib.resolve("baseline", "engine-toy", overrides=["train.select_metric=hamming_loss", "train.select_mode=min"])
+    assert cfg.train.select_mode == "min"
+    assert cfglib.resolve("baseline", "engine-toy").train.select_mode == "auto"
+
+
+def test_an_option_for_a_dataset_without_options_says_so():
+    with pytest.raises(ConfigError, match=r"unknown key 'data.options.size': nothing can be set under 'data.options' \(this dataset has no options\)"):
+        cfglib.resolve("baseline", "npz", overrides=["data.options.size=tiny"])

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,7 +62,7 @@ class TrainConfig:
     warmup_start_lr: float = 0.0  # epoch_warmup_cosine: lr at epoch 0
     grad_clip: float | None = 1.0  # global L2 norm clip; null = off
     select_metric: str = "micro_f1"  # validation metric that picks best.pt
-    select_mode: Literal["max", "min"] = "max"
+    select_mode: Literal["auto", "max", "min"] = "auto"  # the metric decides (min for hamming_loss); max/min must agree with it
     patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
     seed: int = 42
     precision: Literal["32", "bf16", "16-mixed"] = "32"
@@ -133,6 +134,10 @@ def _join(path: str, key: str) -> str:
 
 
 def _unknown_key(source: str, full: str, key: str, valid: list[str]) -> str:
+    if not valid:
+        parent = full.rsplit(".", 1)[0]
+        why = " (this dataset has no options)" if parent == "data.options" else ""
+        return f"{source}: unknown key '{full}': nothing can be set under '{parent}'{why}"
     return f"{source}: unknown key '{full}'{did_you_mean(key, valid)}; valid keys here: {', '.join(sorted(valid))}"
 
 
@@ -210,8 +215,9 @@ def _type_name(tp: Any) -> str:
 # --------------------------------------------------------------------------------------------- layering
 
 
-def merge_into(base: dict[str, Any], layer: dict[str, Any], source: str, path: str = "") -> None:
-    """Recursively copy `layer` into `base`, refusing keys `base` does not have."""
+def merge_into(base: dict[str, Any], layer: dict[str, Any], source: str, path: str = "", origin: dict[str, str] | None = None) -> None:
+    """Recursively copy `layer` into `base`, refusing keys `base` does not have; `origin` records, per dotted key,
+    the source that set it last."""
     if not isinstance(layer, dict):
         raise ConfigError(f"{source}: '{path or 'top level'}' must be a mapping, got {type(layer).__name__}")
     for key, value in layer.items():
@@ -219,9 +225,11 @@ def merge_into(base: dict[str, Any], layer: dict[str, Any], source: str, path: s
         if key not in base:
             raise ConfigError(_unknown_key(source, full, str(key), list(base)))
         if isinstance(base[key], dict) and isinstance(value, dict):
-            merge_into(base[key], value, source, full)
+            merge_into(base[key], value, source, full, origin)
         else:
             base[key] = value
+            if origin is not None:
+                origin[full] = source
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -238,7 +246,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def set_path(base: dict[str, Any], keys: list[str], value: Any, source: str) -> None:
+def set_path(base: dict[str, Any], keys: list[str], value: Any, source: str, origin: dict[str, str] | None = None) -> None:
     node = base
     for i, key in enumerate(keys):
         if not isinstance(node, dict) or key not in node:
@@ -246,6 +254,8 @@ def set_path(base: dict[str, Any], keys: list[str], value: Any, source: str) -> 
             raise ConfigError(_unknown_key(source, ".".join(keys[: i + 1]), key, valid))
         if i == len(keys) - 1:
             node[key] = value
+            if origin is not None:
+                origin[".".join(keys)] = source
         else:
             node = node[key]
 
@@ -261,12 +271,21 @@ def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must contain a mapping at the top level")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: the problem and where ("mapping values are not allowed here, line 3 column 8")."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    return problem + (f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else "")
 
 
 def preset_path(model: str, dataset: str) -> Path | None:
@@ -313,26 +332,27 @@ def resolve(
     """The fully resolved config for (model, dataset) with every layer applied and validated (`presets=False`:
     without the model's preset, e.g. for the dataset's own default options)."""
     base = default_dict(model, dataset)
+    origin: dict[str, str] = {}  # dotted key -> the layer that set it last, named in range and cross-key errors
     for layer, source in preset_layers(model, dataset) if presets else []:
-        merge_into(base, layer, source)
+        merge_into(base, layer, source, origin=origin)
     if config_file:
         layer = read_yaml(config_file, "config file")
         for fixed in ("model_name",):
             layer.pop(fixed, None)  # a saved run config can be passed back in
         if "data" in layer and isinstance(layer["data"], dict) and layer["data"].get("name", dataset) != dataset:
             raise ConfigError(f"config file {config_file}: data.name is {layer['data']['name']!r} but --dataset is {dataset!r}")
-        merge_into(base, layer, f"config file {config_file}")
+        merge_into(base, layer, f"config file {config_file}", origin=origin)
         build(base, f"config file {config_file}", check=False)  # a wrongly typed value is named with its layer
     for text in overrides or []:
         keys, value = parse_override(text)
-        set_path(base, keys, value, f"--set {text}")
+        set_path(base, keys, value, f"--set {text}", origin)
         build(base, f"--set {text}", check=False)
     for dotted, value in (flags or {}).items():
         if value is not None:
             flag = f"--{dotted.split('.')[-1]}"
-            set_path(base, dotted.split("."), value, flag)
+            set_path(base, dotted.split("."), value, flag, origin)
             build(base, flag, check=False)
-    return build(base)
+    return build(base, "defaults", origin=origin)
 
 
 def dataset_options(dataset: str, overrides: list[str]) -> Any:
@@ -344,9 +364,10 @@ def dataset_options(dataset: str, overrides: list[str]) -> Any:
     return resolve("baseline", dataset, overrides=overrides, presets=False).data.options  # any model: no preset read
 
 
-def build(data: dict[str, Any], source: str = "config", check: bool = True) -> Config:
+def build(data: dict[str, Any], source: str = "config", check: bool = True, origin: dict[str, str] | None = None) -> Config:
     """Validate a plain dict (e.g. a saved config.yaml) into a Config. `check=False` converts types only: the
-    ranges and cross-key rules (`_check`) apply to the final config, whatever order the layers set keys in."""
+    ranges and cross-key rules (`_check`) apply to the final config, whatever order the layers set keys in; their
+    errors name the layer that set the key (`origin`, dotted key -> source), else `source`."""
     model = data.get("model_name")
     if not isinstance(model, str):
         raise ConfigError(f"{source}: missing 'model_name'")
@@ -369,16 +390,23 @@ def build(data: dict[str, Any], source: str = "config", check: bool = True) -> C
         train=from_dict(TrainConfig, data.get("train", {}), "train", source),
     )
     if check:
-        _check(cfg, source)
+        _check(cfg, lambda key: (origin or {}).get(key, source))
     return cfg
 
 
-def _check(cfg: Config, source: str) -> None:
-    from mmer.metrics import METRIC_KEYS
+def _check(cfg: Config, source_of: Callable[[str], str]) -> None:
+    """Ranges and cross-key rules of the final config; each error names the key and the layer that set it."""
+    from mmer.metrics import LOWER_IS_BETTER, METRIC_KEYS
+
+    def key_error(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{source_of(key)}: key '{key}' {problem}")
 
     t = cfg.train
     if t.select_metric not in METRIC_KEYS:
-        raise ConfigError(f"{source}: key 'train.select_metric' must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
+        raise key_error("train.select_metric", f"must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
+    direction = "min" if t.select_metric in LOWER_IS_BETTER else "max"
+    if t.select_mode not in ("auto", direction):
+        raise key_error("train.select_mode", f"is '{t.select_mode}', which would keep the epoch with the worst {t.select_metric}; use 'auto' or '{direction}'")
     least = (
         ("train.micro_batch", t.micro_batch, 0),
         ("train.epochs", t.epochs, 1),
@@ -393,9 +421,9 @@ def _check(cfg: Config, source: str) -> None:
     )
     for key, value, low in least:
         if value < low:
-            raise ConfigError(f"{source}: key '{key}' must be >= {low}, got {value}")
+            raise key_error(key, f"must be >= {low}, got {value}")
     if t.seed >= 2**32:
-        raise ConfigError(f"{source}: key 'train.seed' must be < 2**32 (NumPy's seed range), got {t.seed}")
+        raise key_error("train.seed", f"must be < 2**32 (NumPy's seed range), got {t.seed}")
     non_negative = (  # (key, value, whether 0 is refused too)
         ("train.lr", t.lr, True),
         ("train.eps", t.eps, True),
@@ -405,20 +433,28 @@ def _check(cfg: Config, source: str) -> None:
     )
     for key, value, strict in non_negative:
         if not math.isfinite(value) or value < 0 or (strict and value == 0):
-            raise ConfigError(f"{source}: key '{key}' must be a finite number {'> 0' if strict else '>= 0'}, got {value}")
+            raise key_error(key, f"must be a finite number {'> 0' if strict else '>= 0'}, got {value}")
     if t.grad_clip is not None and not (math.isfinite(t.grad_clip) and t.grad_clip > 0):
-        raise ConfigError(f"{source}: key 'train.grad_clip' must be > 0 or null (no clipping), got {t.grad_clip}")
+        raise key_error("train.grad_clip", f"must be > 0 or null (no clipping), got {t.grad_clip}")
     if not all(0.0 <= b < 1.0 for b in t.betas):
-        raise ConfigError(f"{source}: key 'train.betas' must be two numbers in [0, 1), got {list(t.betas)}")
+        raise key_error("train.betas", f"must be two numbers in [0, 1), got {list(t.betas)}")
     if t.schedule in ("warmup_linear", "warmup_cosine") and t.warmup > 1.0:
-        raise ConfigError(f"{source}: key 'train.warmup' is a fraction of all steps for schedule '{t.schedule}' and must be <= 1, got {t.warmup} (train.warmup_steps counts updates)")
-    if t.devices * t.num_nodes > 1 and hasattr(MODELS.get(cfg.model_name).obj, "fit_classic"):
-        raise ConfigError(f"{source}: model '{cfg.model_name}' is fitted by scikit-learn in one process; set train.devices and train.num_nodes to 1")
-    if t.micro_batch and not getattr(MODELS.get(cfg.model_name).obj, "supports_micro_batches", True):
-        raise ConfigError(f"{source}: key 'train.micro_batch' must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
+        raise key_error("train.warmup", f"is a fraction of all steps for schedule '{t.schedule}' and must be <= 1, got {t.warmup} (train.warmup_steps counts updates)")
+    if t.schedule == "epoch_warmup_cosine" and t.warmup_steps:
+        raise key_error(
+            "train.warmup_steps",
+            f"must be 0 with schedule 'epoch_warmup_cosine' (set by {source_of('train.schedule')}), which counts its warm-up "
+            f"in epochs (train.warmup); got {t.warmup_steps}",
+        )
+    model = MODELS.get(cfg.model_name).obj
+    if t.devices * t.num_nodes > 1 and hasattr(model, "fit_classic"):
+        key = "train.devices" if t.devices > 1 else "train.num_nodes"
+        raise key_error(key, f"must be 1: model '{cfg.model_name}' is fitted by scikit-learn in one process (train.devices x train.num_nodes is {t.devices * t.num_nodes})")
+    if t.micro_batch and not getattr(model, "supports_micro_batches", True):
+        raise key_error("train.micro_batch", f"must be 0 for model '{cfg.model_name}': its training step reads the gradients between its backward passes, so chunks cannot accumulate")
     for f in dataclasses.fields(cfg.model):
         value = getattr(cfg.model, f.name)
         if "dropout" in f.name and isinstance(value, float) and not 0.0 <= value < 1.0:
-            raise ConfigError(f"{source}: key 'model.{f.name}' is a dropout probability and must be in [0, 1), got {value}")
+            raise key_error(f"model.{f.name}", f"is a dropout probability and must be in [0, 1), got {value}")
     if not 0.0 <= cfg.model.threshold <= 1.0:
-        raise ConfigError(f"{source}: key 'model.threshold' must be in [0, 1], got {cfg.model.threshold}")
+        raise key_error("model.threshold", f"must be in [0, 1], got {cfg.model.threshold}")

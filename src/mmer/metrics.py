@@ -56,6 +56,11 @@ def _weighted_f1(per_label_f1: np.ndarray, support: np.ndarray) -> float:
     return float((per_label_f1 * support).sum() / total) if total > 0 else 0.0
 
 
+def selection_mode(metric: str) -> str:
+    """'min' for a metric where lower is better (hamming_loss), else 'max' (`train.select_mode: auto`)."""
+    return "min" if metric in LOWER_IS_BETTER else "max"
+
+
 def is_better(new: float, best: float | None, mode: str) -> bool:
     """Selection rule: strictly better under `mode` ('max' or 'min'); ties keep the earlier checkpoint."""
     if best is None:

@@ -25,6 +25,16 @@ def test_an_ambiguous_or_unknown_prefix_is_refused_not_guessed():
         resolve_modalities("video", ("text", "audio"))
     # an exact name wins over being a prefix of another one
     assert resolve_modalities("audio", ("audio", "audio2")) == ["audio"]
+    with pytest.raises(ConfigError, match=r"--drop-modalities names text twice \('text,t'\)"):
+        resolve_modalities("text,t", ("text", "audio"))
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "--out", "p.csv"], ["report", "--out", "figs"]])
+def test_a_run_folder_that_does_not_exist_is_named_as_such(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    assert main([command[0], "--run", str(tmp_path / "gone"), *command[1:]]) == 2
+    assert capsys.readouterr().err == f"mmer: error: {tmp_path / 'gone'}: no such run folder\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_dropping_every_modality_is_refused(toy_run, capsys):

@@ -37,12 +37,22 @@ def test_model_and_dataset_are_required_without_resume(tmp_path, capsys, monkeyp
     assert fits.calls == []
 
 
-@pytest.mark.parametrize("extra", [["--epochs", "3"], ["--seed", "1"], ["--set", "train.lr=1"], ["--precision", "bf16"], ["--root", "x"], ["--devices", "2"]])
+@pytest.mark.parametrize(
+    "extra",
+    [["--epochs", "3"], ["--seed", "1"], ["--set", "train.lr=1"], ["--precision", "bf16"], ["--root", "x"], ["--devices", "2"], ["--device", "cpu"], ["--fast-dev-run"]],
+)
 def test_resume_refuses_flags_that_would_change_the_saved_config(toy_run, capsys, monkeypatch, extra):
     fits = FitRecorder(monkeypatch)
     assert main(["train", "--out", str(toy_run), "--resume", *extra]) == 2
     assert "--resume continues a run with its saved config" in capsys.readouterr().err
     assert fits.calls == []
+
+
+def test_resume_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys, monkeypatch):
+    fits = FitRecorder(monkeypatch)
+    assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert f"--resume: {tmp_path / 'nothing'} does not exist, so there is no run to continue" in capsys.readouterr().err
+    assert fits.calls == [] and not (tmp_path / "nothing").exists()
 
 
 @pytest.mark.parametrize(("extra", "message"), [(["--model", "br"], "is a run of 'baseline', not 'br'"), (["--dataset", "synth-party"], "is a run of 'engine-toy', not 'synth-party'")])

@@ -341,3 +341,15 @@ def test_a_foreign_or_newer_checkpoint_file_is_refused(tmp_path):
     torch.save({"format": "mmer-checkpoint", "version": 99}, tmp_path / "newer.pt")
     with pytest.raises(DataError, match="version 99 is not supported"):
         load_checkpoint(tmp_path / "newer.pt")
+
+
+def test_selecting_on_hamming_loss_keeps_the_epoch_with_the_lowest_loss(tmp_path):
+    """`train.select_mode: auto` lets the metric decide the direction; 'max' with hamming_loss is refused."""
+    out = tmp_path / "r"
+    assert train(out, "--epochs", "4", "--set", "train.select_metric=hamming_loss") == 0
+    with (out / "history.csv").open() as fh:
+        losses = [float(r["valid_hamming_loss"]) for r in csv.DictReader(fh)]
+    assert len(set(losses)) > 1  # the epochs differ
+    best = min(range(len(losses)), key=lambda i: (losses[i], i))  # ties keep the earlier epoch
+    assert json.loads((out / "run_info.json").read_text())["best_epoch"] == best + 1
+    assert json.loads((out / "metrics.json").read_text())["valid"]["hamming_loss"] == pytest.approx(losses[best], abs=1e-6)

@@ -3,10 +3,12 @@ import math
 import pytest
 import torch
 
+from mmer import config as cfglib
 from mmer.config import TrainConfig
 from mmer.engine.optim import BertAdam, build_optimizer, build_scheduler, lr_factor
 from mmer.errors import ConfigError
 from mmer.models.base import MMERModel
+from tests.engine import toy_data  # noqa: F401  (registers the `engine-toy` dataset)
 
 
 def test_bertadam_matches_hand_computed_update_without_bias_correction():
@@ -90,16 +92,20 @@ def test_warmup_steps_counts_updates_whatever_the_run_length():
 
 
 @pytest.mark.parametrize(
-    ("cfg", "message"),
+    ("overrides", "message"),
     [
-        (TrainConfig(warmup_steps=-1), "train.warmup_steps must be >= 0"),
-        (TrainConfig(schedule="epoch_warmup_cosine", warmup_steps=10), "counts its warm-up in epochs"),
+        (["train.warmup_steps=-1"], r"--set train.warmup_steps=-1: key 'train.warmup_steps' must be >= 0"),
+        (
+            ["train.schedule=epoch_warmup_cosine", "train.warmup_steps=10"],
+            r"--set train.warmup_steps=10: key 'train.warmup_steps' must be 0 with schedule 'epoch_warmup_cosine' "
+            r"\(set by --set train.schedule=epoch_warmup_cosine\), which counts its warm-up in epochs",
+        ),
     ],
 )
-def test_bad_warmup_steps_is_refused(cfg, message):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+def test_bad_warmup_steps_is_refused_when_the_config_is_resolved(overrides, message):
+    """Before the run folder is made (the schedule is built after config.yaml is written)."""
     with pytest.raises(ConfigError, match=message):
-        build_scheduler(opt, cfg, total_steps=10, steps_per_epoch=5)
+        cfglib.resolve("baseline", "engine-toy", overrides=overrides)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "bertadam"])

@@ -34,6 +34,8 @@ def resolve_modalities(text: str, available: tuple[str, ...]) -> list[str]:
         matches = [m for m in available if m == part] or [m for m in available if m.startswith(part)]
         if len(matches) != 1:
             raise ConfigError(unknown_name("modality in --drop-modalities", part, available))
+        if matches[0] in names:
+            raise ConfigError(f"--drop-modalities names {matches[0]} twice ({text!r})")
         names.append(matches[0])
     return names
 

@@ -57,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace, out: Path, fit: Callable[..., dict[str, Any]]) -> int:
-    if args.config or args.set or any(v is not None for v in (args.root, args.seed, args.epochs, args.precision, args.devices)):
-        raise ConfigError("--resume continues a run with its saved config; drop --config/--set/--root/--seed/--epochs/--precision/--devices")
+    changed = args.config or args.set or args.fast_dev_run or any(v is not None for v in (args.root, args.seed, args.epochs, args.device, args.precision, args.devices))
+    if changed:
+        raise ConfigError(
+            "--resume continues a run with its saved config; drop --config/--set/--root/--seed/--epochs/--device/"
+            "--devices/--precision/--fast-dev-run"
+        )
+    if not out.is_dir():
+        raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue")
     saved = load_checkpoint(out / rundir.LAST) if (out / rundir.LAST).is_file() else None
     if saved is not None:
         for flag, key in ((args.model, "model_name"), (args.dataset, None)):

@@ -20,7 +20,6 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmer.config import TrainConfig
-from mmer.errors import ConfigError
 
 
 class BertAdam(Optimizer):
@@ -115,8 +114,5 @@ def _epoch_warmup_cosine(cfg: TrainConfig, epoch: int) -> float:
 
 
 def build_scheduler(optimizer: Optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> LambdaLR:
-    if cfg.warmup_steps < 0:
-        raise ConfigError(f"train.warmup_steps must be >= 0 (0 = use the fraction train.warmup), got {cfg.warmup_steps}")
-    if cfg.warmup_steps and cfg.schedule == "epoch_warmup_cosine":
-        raise ConfigError("train.warmup_steps applies to per-step schedules; epoch_warmup_cosine counts its warm-up in epochs (train.warmup)")
+    """Per-step lr factors of `cfg.schedule` (its keys were range-checked when the config was resolved)."""
     return LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch))

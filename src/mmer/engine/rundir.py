@@ -60,6 +60,13 @@ def prepare_fast_dev_run(run_dir: Path) -> None:
     make_output_dir(run_dir)
 
 
+def require_run_dir(run_dir: str | Path) -> Path:
+    """`run_dir` as a Path, or one DataError when there is no such folder (before any of its files is named)."""
+    if not Path(run_dir).is_dir():
+        raise DataError(f"{run_dir}: no such run folder")
+    return Path(run_dir)
+
+
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file() and (run_dir / BEST).is_file()
 

@@ -38,7 +38,7 @@ from mmer.engine.memory import apply_memory_option
 from mmer.engine.optim import build_optimizer, build_scheduler
 from mmer.errors import DataError, DivergenceError
 from mmer.io import write_json, write_text
-from mmer.metrics import METRIC_KEYS, binarize, compute_metrics, format_table, is_better
+from mmer.metrics import METRIC_KEYS, binarize, compute_metrics, format_table, is_better, selection_mode
 from mmer.models.base import MMERModel
 from mmer.registry import MODELS
 
@@ -251,7 +251,7 @@ class _Fit:
         t = self.cfg.train
         value = float(valid[t.select_metric])
         best = state["best"]
-        improved = is_better(value, None if best is None else best["value"], t.select_mode)
+        improved = is_better(value, None if best is None else best["value"], selection_mode(t.select_metric))
         row["best"] = int(improved)
         state["history"].append(row)
         self.log.info(f"epoch {epoch + 1}: valid {t.select_metric} {value:.4f}" + (" (best so far)" if improved else ""))
@@ -347,7 +347,7 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     """Rebuild the model of a finished run from its best.pt (weights_only)."""
-    path = Path(run_dir) / rundir.BEST
+    path = rundir.require_run_dir(run_dir) / rundir.BEST
     ckpt = load_checkpoint(path)
     missing = [key for key in ("config", "data_spec", "model_state") if key not in ckpt]
     if missing:

@@ -42,7 +42,7 @@ def build_report(run_dir: str | Path, out: str | Path, tsne_samples: int = 300, 
     """Draw every figure the finished run at `run_dir` supports into `out` (t-SNE on at most `tsne_samples` test
     samples, seeded), and write the index of what was drawn and what was skipped, with the reason."""
     plotting.require_matplotlib("mmer report")
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir, out = rundir.require_run_dir(run_dir), Path(out)
     if not rundir.is_complete(run_dir):
         raise DataError(f"{run_dir} is not a finished run (needs {rundir.METRICS} and {rundir.BEST})")
     report = Report()

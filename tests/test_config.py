@@ -86,7 +86,7 @@ def test_list_and_unknown_dataset(capsys):
         ("train.lr=true", r"'train.lr' must be a number, got True"),
         ("data.drop_last=1", r"'data.drop_last' must be true or false, got 1"),
         ("train.betas=[0.9]", r"'train.betas' must be a list of 2 items"),
-        ("train.grad_clip=abc", r"'train.grad_clip' must be float.*, got 'abc'"),
+        ("train.grad_clip=abc", r"'train.grad_clip' must be a number or null, got 'abc'"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, message):

@@ -160,7 +160,7 @@ def _coerce(value: Any, tp: Any, path: str, source: str) -> Any:
                 return _coerce(value, arg, path, source)
             except ConfigError:
                 continue  # try the next member; if none fits, name them all
-        raise bad(" or ".join(_type_name(a) for a in args))
+        raise bad(" or ".join(_VALUE_NAMES.get(a, _type_name(a)) for a in args))
     if origin is Literal:
         if value in args:
             return value
@@ -206,6 +206,9 @@ def _coerce(value: Any, tp: Any, path: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path, source)
     raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+_VALUE_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false", type(None): "null"}
 
 
 def _type_name(tp: Any) -> str:

@@ -289,3 +289,21 @@ def test_extra_references_come_first_and_a_runs_stored_value_wins(tmp_path):
     assert labels[:2] == ["new point (reference)", "ceiling (reference)"]
     assert set(labels) == set(stored_rows) | {"new point (reference)"}
     assert rows[1].cells["micro_f1"].mean == stored_rows["ceiling (reference)"]  # the run's value, not 0.0
+
+
+def test_a_run_saved_before_select_mode_auto_is_still_this_grids_run(tmp_path, capsys):
+    """Runs saved `train.select_mode: max` (the old default); `auto` means the same for micro_f1, so such a run is
+    complete, not stale. A run that selected on another metric stays stale."""
+    out = tmp_path / "b"
+    args = ["benchmark", "--models", "baseline", "--datasets", "engine-toy", "--seeds", "1", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    saved = out / "runs" / "engine-toy" / "baseline" / "seed1" / rundir.CONFIG
+    text = saved.read_text()
+    assert "select_mode: auto" in text
+    saved.write_text(text.replace("select_mode: auto", "select_mode: max"))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "complete, skipped" in capsys.readouterr().out
+    saved.write_text(text.replace("select_metric: micro_f1", "select_metric: hamming_loss"))
+    assert main(args) == 1
+    assert "train.select_metric 'hamming_loss' -> 'micro_f1'" in capsys.readouterr().err

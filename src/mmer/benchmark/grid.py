@@ -31,6 +31,7 @@ from mmer.benchmark.ablations import AblationTable
 from mmer.config import Config
 from mmer.engine import rundir, trainer
 from mmer.errors import ConfigError
+from mmer.metrics import selection_mode
 from mmer.registry import DATASETS
 
 RUNS = "runs"
@@ -131,7 +132,10 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     if saved.is_file():
         defaults = cfglib.default_dict(cfg.model_name, cfg.data.name)
         diff = config_difference(
-            yaml.safe_load(saved.read_text()) or {}, yaml.safe_load(cfg.to_yaml()), defaults, ignore=cfglib.resource_only_keys(cfg)
+            _effective(yaml.safe_load(saved.read_text()) or {}),
+            _effective(yaml.safe_load(cfg.to_yaml())),
+            defaults,
+            ignore=cfglib.resource_only_keys(cfg),
         )
         if diff:
             return "stale", (
@@ -146,6 +150,15 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     if names <= {rundir.CONFIG, rundir.LOG}:
         return "restart", ""
     return "blocked", f"{run_dir} holds {', '.join(sorted(names))} but no {rundir.LAST}; move it away to retrain"
+
+
+def _effective(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with `train.select_mode: auto` written as the direction it means, so that a run saved before `auto`
+    existed (`max`, for micro_f1) is the same run as one resolved today."""
+    train = config.get("train")
+    if isinstance(train, dict) and train.get("select_mode") == "auto":
+        train["select_mode"] = selection_mode(str(train.get("select_metric", "micro_f1")))
+    return config
 
 
 def config_difference(

@@ -132,7 +132,7 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
     if saved.is_file():
         defaults = cfglib.default_dict(cfg.model_name, cfg.data.name)
         diff = config_difference(
-            _effective(yaml.safe_load(saved.read_text()) or {}),
+            _effective(cfglib.read_yaml(saved, "run config")),
             _effective(yaml.safe_load(cfg.to_yaml())),
             defaults,
             ignore=cfglib.resource_only_keys(cfg),
@@ -146,7 +146,7 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
         return "complete", ""
     if (run_dir / rundir.LAST).is_file():
         return "resume", ""
-    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
+    names = {p.name for p in run_dir.iterdir()}  # hidden files too: the engine refuses a folder that holds any
     if names <= {rundir.CONFIG, rundir.LOG}:
         return "restart", ""
     return "blocked", f"{run_dir} holds {', '.join(sorted(names))} but no {rundir.LAST}; move it away to retrain"

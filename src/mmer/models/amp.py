@@ -47,6 +47,10 @@ Paper (default) vs official code (option), see docs/models/amp.md for the full l
   B x K) | softmax (code: KL of softmaxes over the labels of the probabilities, element mean).
 - masks: true respects key padding in attention and never selects/counts padding in the top-k | false (code:
   zero padding is data). Optimizer weight decay applies to every parameter (code; the paper is silent).
+- Training: batch 64 (§4.1.3) | 128 (code); schedule warmup_cosine over the first 10 iterations |
+  epoch_warmup_cosine (code: stepped per epoch, it never leaves warm-up); selection on micro-F1 (§4.1.3) | acc.
+- Not reproduced: the code's -inf score filling in the top-k (scores are sigmoids); its unreachable paths
+  (unaligned MOSEI, NEMu batches on a 3-modality model); like the code, the soft mask is not clamped to <= 1.
 Multi-party batches: the whole token grid is encoded; a learned target-marker vector is added to the target
 token(s) of every modality (`mmer.nn.party.TargetMarker`); personality traits are not used (AMP has none).
 Ablations of the paper's Table 2: `exclude_modalities`, `fusion_encoder`, `decoder`, `atm`, `mask_source`,

@@ -29,12 +29,20 @@ Paper (default) vs official code (option); bug fixes (reference §6):
 - agg_gradient: `joint` — A is trained inside the one objective of Eq. 15 with gradient into beta, as the code
   does (the paper's "fine-tune a classifier" names no separate stage) | `classifier` — L_agg trains A only.
 - prototype_eval: `hard` (Eq. 10, code) | `soft`. The prototype EMA is the exact vectorised closed form of the
-  code's per-sample loop; it runs after the contrastive loss and uses the detached base latents, as the code.
+  code's per-sample loop; it runs after the contrastive loss and uses the detached base latents, as the code; the
+  prototypes are zero-initialised, not renormalised, and the soft pattern has no temperature (code).
+- ctc (unaligned data): `text` in the mosei-unaligned preset (visual/audio aligned onto the text length, the code's
+  --unaligned_mask_same_length) | `same` (the code's default: each modality keeps its own length) | `off`.
 - Metrics and validation are the engine's: true precision/recall (the code swaps them), every validation sample
-  once in order (the code shuffles and drops the last partial batch).
+  once in order (the code shuffles and drops the last partial batch), selection ties keep the earlier epoch.
 - The encoders respect padding masks (the code's loaders pass all-ones masks; use the readers' `masks: ones`
-  option for that). No unused tanh pooler. A sample missing a modality gets o = 0 there (not NaN) and its rows of
-  that modality stay out of the contrastive pool.
+  option for that). No unused tanh pooler; position tables are sized from the data (the code's 500/100-row tables
+  are mostly unused). A sample missing a modality gets o = 0 there (not NaN) and its rows of that modality stay out
+  of the contrastive pool. The official 1e-12 epsilons are left out of the contrastive loss. Attention dropout
+  (`nn.encoders.dropout_attention`) has PyTorch's distribution but another random stream.
+- Data (docs/datasets.md): unaligned MOSEI reads MulT's pickle named by an option and joins labels by sample index
+  (the code hard-codes a path); M3ED runs from the release pickle or the converted file (the code's pipeline does
+  not run), with the modality names corrected (`modality_names: carat` for the code's swapped names).
 Ambiguities and our choices: the weight of each MSE term and the autoencoder term in L_rec come from the code
 (Eq. 3 was lost); R_m is one Linear shared by both levels (code). Table 3 ablations: `variant` (MRM / AGG /
 MRM+AGG, Appendix C.1), `autoencoders=false` (Eq. 17 unknown: prototypes of o itself), `first_level`,

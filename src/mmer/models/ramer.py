@@ -32,15 +32,26 @@ Paper (default) vs official code (option) — and choices where the paper is sil
   target_roles (ours): a learned role embedding (target token / target person / target segment / other) before
   label-wise attention, so the prediction focuses on the annotated person and moment; the code ignores the
   target (it predicts clip-level label unions).
-- rec_norm: frobenius (Eq. 7, unsquared, mean over samples) | mse (code); rec_gamma: weight of the code's extra
-  ||X_alpha - X_gamma|| term relative to lambda_r (code: 0 on MOSEI, 1 on MEmoR).
+  person_attention / party_positions: true, segment | false, token (code).
+- rec_norm: frobenius (Eq. 7, unsquared, mean over samples) | mse (code); rec_target: detached (ours: joint targets
+  collapse X_alpha on synth-party) | joint (code); rec_gamma: weight of the code's extra ||X_alpha - X_gamma||
+  term relative to lambda_r (code: 0 on MOSEI, 1 on MEmoR; the MEmoR presets take the code's 1.0).
 - orth_pairs: paper (C^m-S^m) | code (+ S^m-S^n); common_semantic: paper (per C^m) | code (label slot 0 of
   sum_m C^m); discriminator: mlp (code; the paper's "linear layers with softmax" is unspecific) | linear.
-- contrastive_anchors: batch (Eq. 11) | pool (code: queue rows are anchors too); queue_init: empty | code.
+- contrastive_anchors: batch (Eq. 11) | pool (code: queue rows are anchors too); queue_init: empty | code;
+  enqueued rows are detached (the code's queue keeps an autograd history). lambda_unshuffled: CARAT's un-shuffled
+  BCE term, 0 (not in Eq. 13; the code computes it without using it).
 - intrinsic_eval: hard (code) | soft. ctc_align: false (HEAD) | true (CARAT, (P)) for unaligned sequences.
 - Missing modalities (ours; the code never masks): a modality a sample lacks has X_alpha = 0, is left out of the
   alpha-level max, of L_rec, of the alpha contrastive views and prototype update, of L_S, L_orth, and of the
   mean over modalities in the prediction; its reconstructions (beta, gamma) stay, as their purpose is to restore it.
+Bug fixes and other deviations (docs/models/ramer.md lists each): the prototype EMA in the closed form of the
+code's per-sample loop; no dead parameters (unused personality encoder, pooler, CTC modules); evaluation sees every
+validation sample in order, ties keep the earlier epoch, precision/recall are not swapped and weighted-F1 weights by
+true support (the code: by predicted support); the adversarial losses always run (HEAD's train.sh omits
+--comp_adv_loss and crashes); the code's argparse, metric-arity and config-size crashes have no equivalent;
+unaligned MOSEI, M3ED and MEmoR run; on MEmoR the presets select on validation micro-F1 (the MEmoR-era code never
+validates and tests the last epoch).
 Ablations (paper Table 4): use_common, use_specific, autoencoder, use_beta, use_gamma, fusion_order, lambda_* = 0
 (configs/ablations/ramer_table4.yaml).
 """

@@ -32,11 +32,17 @@ Paper (default) vs official code (option), and our choices where the paper is si
   loss summed over the batch with weight 0.5, BertAdam.
   `initializer_range` (code 0.02) is a config key: the synthetic presets use 0.07, because at 0.02 the 64-d
   network never leaves the label prior in 10 epochs (docs/models/tailor.md, "Synthetic presets").
-Bug fixes (engine): the best checkpoint is evaluated (code: the last epoch), evaluation sees every sample once in
-order (code: shuffled, drop_last), precision and recall are not swapped.
+Bug fixes: the best checkpoint is evaluated (code: the last epoch), evaluation sees every sample once in order
+(code: shuffled, drop_last), precision and recall are not swapped (engine); unaligned training runs (the code's
+CTCLoss import is commented out and its pickle path hard-coded) with F.ctc_loss on the model's device; inference
+runs (the code's inference.py imports missing classes); COVAREP's -inf is set to 0 once by the reader.
 Deviations: padding masks are respected (the code attends to zero padding; the readers' `masks: ones` option
 restores that); C = sum of the C^m at the time steps where each modality is real; a sample missing a modality
-contributes no discriminator, orthogonality or L_cml term for it and never produces NaN.
+contributes no discriminator, orthogonality or L_cml term for it and never produces NaN. The CTC aligner gives
+padded frames zero weight and leaves out samples with fewer real frames than slots; position tables are sized from
+the data; selection ties keep the earlier epoch (the code's <= keeps the later); weight decay follows the code's
+rule (no bias, no encoder LayerNorm); dropout p is rounded to a multiple of 2^-16 and attention dropout has
+another random stream; the code's GAP metric is not computed. Full list: docs/models/tailor.md.
 Multi-party batches: TAILOR is not person-aware; the clip is read as a sequence per modality, a learned target
 marker (`nn.party.TargetMarker`) is added to every modality's token embeddings, and the target token always
 counts as a real token. `personality: true` adds the personality traits as a fourth modality (RAMer's Table 1

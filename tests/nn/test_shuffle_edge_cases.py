@@ -1,4 +1,4 @@
-""""stack" mode composes `iterations` rotate-then-interleave rounds, each with its own offset."""
+"""The "stack" mode composes `iterations` rotate-then-interleave rounds, each with its own offset."""
 
 from __future__ import annotations
 

@@ -306,4 +306,5 @@ def test_a_run_saved_before_select_mode_auto_is_still_this_grids_run(tmp_path, c
     assert "complete, skipped" in capsys.readouterr().out
     saved.write_text(text.replace("select_metric: micro_f1", "select_metric: hamming_loss"))
     assert main(args) == 1
-    assert "train.select_metric 'hamming_loss' -> 'micro_f1'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train.select_metric 'hamming_loss' -> 'micro_f1'" in err and "select_mode" not in err  # auto on both sides

@@ -153,11 +153,11 @@ def inspect(run_dir: Path, cfg: Config) -> tuple[str, str]:
 
 
 def _effective(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with `train.select_mode: auto` written as the direction it means, so that a run saved before `auto`
-    existed (`max`, for micro_f1) is the same run as one resolved today."""
+    """`config` with a `train.select_mode` that agrees with its metric written as `auto`, so that a run saved before
+    `auto` existed (`max`, for micro_f1) is the same run as one resolved today."""
     train = config.get("train")
-    if isinstance(train, dict) and train.get("select_mode") == "auto":
-        train["select_mode"] = selection_mode(str(train.get("select_metric", "micro_f1")))
+    if isinstance(train, dict) and train.get("select_mode") == selection_mode(str(train.get("select_metric", "micro_f1"))):
+        train["select_mode"] = "auto"
     return config
 
 

@@ -399,7 +399,7 @@ def build(data: dict[str, Any], source: str = "config", check: bool = True, orig
 
 def _check(cfg: Config, source_of: Callable[[str], str]) -> None:
     """Ranges and cross-key rules of the final config; each error names the key and the layer that set it."""
-    from mmer.metrics import LOWER_IS_BETTER, METRIC_KEYS
+    from mmer.metrics import METRIC_KEYS, selection_mode
 
     def key_error(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{source_of(key)}: key '{key}' {problem}")
@@ -407,7 +407,7 @@ def _check(cfg: Config, source_of: Callable[[str], str]) -> None:
     t = cfg.train
     if t.select_metric not in METRIC_KEYS:
         raise key_error("train.select_metric", f"must be one of {', '.join(METRIC_KEYS)}, got {t.select_metric!r}{did_you_mean(t.select_metric, METRIC_KEYS)}")
-    direction = "min" if t.select_metric in LOWER_IS_BETTER else "max"
+    direction = selection_mode(t.select_metric)
     if t.select_mode not in ("auto", direction):
         raise key_error("train.select_mode", f"is '{t.select_mode}', which would keep the epoch with the worst {t.select_metric}; use 'auto' or '{direction}'")
     least = (

@@ -17,7 +17,6 @@ Arrays are read with `allow_pickle=False`, so a file can never run code.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
+from mmer.data.json_stream import read_json
 from mmer.errors import DataError
 from mmer.io import atomic_path, make_output_dir, write_json
 
@@ -38,10 +38,7 @@ def read_npz_dir(root: str | Path) -> DatasetBundle:
     meta_path = root / "meta.json"
     if not meta_path.is_file():
         raise DataError(f"{root}: no meta.json; not an {FORMAT} directory (write one with `mmer data synth`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+    meta = read_json(meta_path)
     if not isinstance(meta, dict):
         raise DataError(f"{meta_path}: must hold a JSON object, got {type(meta).__name__}")
     for key in ("format", "label_names", "modalities"):

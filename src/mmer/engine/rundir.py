@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmer.data import json_stream
 from mmer.errors import DataError, MMERError
 from mmer.io import make_output_dir, write_json, write_text
 
@@ -75,10 +75,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A run file holding one JSON object (metrics.json, run_info.json), or one DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # also not UTF-8
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    data = json_stream.read_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     return data

@@ -345,8 +345,9 @@ class LoadedRun:
     model: MMERModel
 
 
-def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model of a finished run from its best.pt (weights_only)."""
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild the model of a finished run from its best.pt (weights_only), on the CPU in eval mode; `predict_run`
+    hands it to Fabric."""
     path = rundir.require_run_dir(run_dir) / rundir.BEST
     ckpt = load_checkpoint(path)
     missing = [key for key in ("config", "data_spec", "model_state") if key not in ckpt]
@@ -359,7 +360,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as exc:
         raise DataError(f"{path}: field 'model_state' does not fit the model its config builds ({str(exc).splitlines()[0]})") from None
-    model.to(device).eval()
+    model.eval()
     return LoadedRun(cfg, spec, model)
 
 

@@ -530,7 +530,8 @@ class TAILOR(MMERModel):
         """Label self-attention weights of the first decoder layer (Eq. 10-11, paper Fig. 7), mean over heads,
         oriented as the report draws it (row label -> column label): entry [j, k] = sigma(r)[k, j], the weight
         with which label k's semantic embedding S_k reads label j, so every *column* sums to 1. In the first
-        layer they depend on the label embeddings only, not on the sample. None without label self-attention."""
+        layer they depend on the label embeddings only, not on the sample. None without label self-attention.
+        Call it in eval mode (`analysis` does): in training mode the label embedding's dropout makes it random."""
         if self.label_embedding is None or self.decoder_layers[0].self_attention is None:
             return None
         attention = self.decoder_layers[0].self_attention.attention

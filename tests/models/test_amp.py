@@ -38,9 +38,6 @@ def make_batch(spec: DataSpec = SPEC, b: int = 5, seed: int = 0) -> Batch:
     return padded_batch(spec, b, seed, fixed_labels=False)
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 def step(model: AMP, batch: Batch, fabric: Fabric) -> dict[str, float]:

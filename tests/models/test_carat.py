@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from lightning_fabric import Fabric
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
@@ -41,9 +41,6 @@ def model_for(spec: DataSpec = SPEC, **options) -> CARAT:
     return CARAT(CARATConfig(**{**TINY, **options}), spec)
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 def step(model: CARAT, batch: Batch, fabric: Fabric) -> dict[str, float]:

@@ -7,7 +7,6 @@ SupCon over En(o), En(alpha), En(beta) with the configured temperature and ancho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,18 +29,9 @@ NO_DROPOUT: dict[str, object] = dict(dropout=0.0, attention_dropout=0.0)
 ONLY = {k: 0.0 for k in ("weight_clf_o", "weight_clf_alpha", "weight_clf_beta", "weight_contrastive", "weight_rec", "weight_agg", "weight_shuffle")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: a second intra-op thread costs more than it saves on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:

@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from lightning_fabric import Fabric
 
 from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
@@ -493,9 +492,6 @@ def apply_overrides(overrides: list[str]) -> RAMerConfig:
     return cfglib.from_dict(RAMerConfig, data["model"], "model")
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 @pytest.mark.parametrize("row", list(table4_rows()))

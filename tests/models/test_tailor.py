@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -39,18 +38,9 @@ DATASETS = ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-
 COMPONENTS = {"ml", "adv_common", "adv_private", "orth", "cml"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: on a busy 2-core machine a second intra-op thread costs far more than it saves."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:

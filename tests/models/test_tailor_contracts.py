@@ -6,7 +6,6 @@ L_ml stays exact when the logits saturate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,18 +26,9 @@ NO_DROPOUT: dict[str, object] = dict(dropout=0.0, attention_dropout=0.0, private
 UNALIGNED = DataSpec("unaligned", ("a", "b"), (ModalitySpec("text", 6, 5), ModalitySpec("visual", 4, 12), ModalitySpec("audio", 3, 12)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: a second intra-op thread costs more than it saves on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
 
 
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:

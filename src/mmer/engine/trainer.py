@@ -118,7 +118,7 @@ class _Fit:
         self.show_bars = self.rank0 and not quiet and sys.stderr.isatty()
 
     def run(self) -> dict[str, Any]:
-        fabric, cfg = self.fabric, self.cfg
+        fabric = self.fabric
         new_folder = not self.resume and not (self.run_dir.is_dir() and any(self.run_dir.iterdir()))
         if self.rank0:
             if self.fast_dev_run:

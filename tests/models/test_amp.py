@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lightning_fabric import Fabric
 from torch import nn
 from torch.func import functional_call
 
@@ -19,38 +18,17 @@ from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
 from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
-from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.amp import AMP, AMPConfig, asymmetric_loss, consistency_kl
 from mmer.nn.perturbation import normalized_steps
-from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch, padded_batch
+from tests.models.amp_setup import SPEC, TINY, grads, make_batch, step
+from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch
 from tests.engine import toy_data  # noqa: F401  (registers `engine-toy`)
 
-SPEC = DataSpec("toy", ("a", "b", "c"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
-TINY = dict(d_model=16, num_heads=2, ffn_dim=32, encoder_layers=1)
 CODE_OPTIONS = dict(
     loss="asl", classifier="shared", scorer_bias="scalar", mask_at="embedding", reverse_into_encoders=True,
     app_params=["all"], app_norm="tensor", app_direction="accumulated", app_kl="softmax",
 )  # fmt: skip
-
-
-def make_batch(spec: DataSpec = SPEC, b: int = 5, seed: int = 0) -> Batch:
-    return padded_batch(spec, b, seed, fixed_labels=False)
-
-
-
-
-def step(model: AMP, batch: Batch, fabric: Fabric) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    ctx = StepContext(fabric, 0, 0, 1)
-    logs = model.training_step(batch, ctx)
-    assert ctx.backward_calls >= 1
-    return logs
-
-
-def grads(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
 
 
 class _CleanPass(nn.Module):

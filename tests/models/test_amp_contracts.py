@@ -14,9 +14,7 @@ from torch import Tensor
 
 import mmer.models.amp as amp_module
 from mmer.models.amp import AMP, AMPConfig
-from tests.models.test_amp import SPEC, TINY, grads, make_batch, step
-
-
+from tests.models.amp_setup import SPEC, TINY, grads, make_batch, step
 
 
 def _model(**options: Any) -> AMP:

@@ -41,8 +41,6 @@ def model_for(spec: DataSpec = SPEC, **options) -> CARAT:
     return CARAT(CARATConfig(**{**TINY, **options}), spec)
 
 
-
-
 def step(model: CARAT, batch: Batch, fabric: Fabric) -> dict[str, float]:
     model.train()
     model.zero_grad(set_to_none=True)

@@ -32,8 +32,6 @@ ONLY = {k: 0.0 for k in ("weight_clf_o", "weight_clf_alpha", "weight_clf_beta", 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
     return padded_batch(spec, b, seed)
 

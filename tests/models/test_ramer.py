@@ -25,11 +25,8 @@ from mmer.models.ramer import RAMer, RAMerConfig
 from mmer.models.ramer_parts import PersonAttention, target_roles
 from mmer.nn.adversarial import orthogonality_loss
 from tests.interrupt import interrupt_after_first_epoch
+from tests.models.ramer_setup import TINY, first_batch, model_for, no_dropout, with_gaps
 
-TINY = dict(
-    hidden_size=16, num_heads=2, intermediate_size=16, num_layers=1, personality_layers=1, latent_size=8,
-    queue_size=64, classifier_hidden=16, dropout=0.0, attention_dropout=0.0, specific_dropout=0.0, common_dropout=0.0,
-)  # fmt: skip
 TINY_SETS = [f"model.{k}={v}" for k, v in TINY.items()]
 CODE = dict(
     personality="code", person_attention=False, target_roles=False, shuffle="code", classifier_input=["gamma"],
@@ -37,38 +34,11 @@ CODE = dict(
 )  # fmt: skip
 
 
-def model_for(bundle, **options) -> RAMer:
-    torch.manual_seed(0)
-    return RAMer(RAMerConfig(**{**TINY, **options}), bundle.spec)
-
-
-def first_batch(bundle, split: str = "train", n: int = 8) -> Batch:
-    data = bundle.splits[split]
-    return data.batch(torch.arange(min(n, len(data))))
-
-
 def weighted_loss(model: RAMer, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.train()
     out = model(batch)
     weights = model.loss_weights()
     return sum(weights[k] * v for k, v in out.losses.items()), out.losses
-
-
-def with_gaps(batch: Batch) -> Batch:
-    """Samples 0-1 lack audio, sample 2 text and sample 3 visual (masks False, zeros); the rest have everything."""
-    masks = {m: v.clone() for m, v in batch.masks.items()}
-    for m, rows in (("audio", [0, 1]), ("text", [2]), ("visual", [3])):
-        masks[m][rows] = False
-    return batch.replace(features={m: x * masks[m][..., None] for m, x in batch.features.items()}, masks=masks)
-
-
-def no_dropout(model: RAMer) -> RAMer:
-    """Training mode with every dropout at 0 (also the discriminator's fixed 0.1): a forward pass repeats exactly."""
-    model.train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
 
 
 # ------------------------------------------------------------------------------ person attention and roles
@@ -490,8 +460,6 @@ def apply_overrides(overrides: list[str]) -> RAMerConfig:
         keys, value = cfglib.parse_override(text)
         cfglib.set_path(data, keys, value, f"--set {text}")
     return cfglib.from_dict(RAMerConfig, data["model"], "model")
-
-
 
 
 @pytest.mark.parametrize("row", list(table4_rows()))

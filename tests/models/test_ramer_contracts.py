@@ -18,7 +18,7 @@ from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DatasetBundle
 from mmer.models.ramer import RAMer, RAMerConfig, RAMerState
 from mmer.models.ramer_parts import TARGET_ROLE
-from tests.models.test_ramer import TINY, first_batch, model_for, no_dropout, with_gaps
+from tests.models.ramer_setup import TINY, first_batch, model_for, no_dropout, with_gaps
 
 
 def _state_and_losses(model: RAMer, batch: Batch) -> tuple[RAMerState, dict[str, Tensor]]:

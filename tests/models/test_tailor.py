@@ -41,8 +41,6 @@ COMPONENTS = {"ml", "adv_common", "adv_private", "orth", "cml"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
     return padded_batch(spec, b, seed)
 

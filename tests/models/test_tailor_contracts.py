@@ -29,8 +29,6 @@ UNALIGNED = DataSpec("unaligned", ("a", "b"), (ModalitySpec("text", 6, 5), Modal
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
     return padded_batch(spec, b, seed)
 

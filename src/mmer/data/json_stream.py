@@ -24,6 +24,14 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON document in `path`, which must be one object (a metadata or run file)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def iter_json_object(path: Path, chunk: int = CHUNK_CHARS) -> Iterator[tuple[str, Any]]:
     """(key, value) pairs of the top-level JSON object in `path`, in file order, holding at most one value and
     one chunk of text at a time. Anything but whitespace after the closing brace is an error, as for json.load."""

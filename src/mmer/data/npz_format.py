@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mmer.data.dataset import SPLITS, DatasetBundle, SplitData, spec_from_splits
-from mmer.data.json_stream import read_json
+from mmer.data.json_stream import read_json_object
 from mmer.errors import DataError
 from mmer.io import atomic_path, make_output_dir, write_json
 
@@ -38,9 +38,7 @@ def read_npz_dir(root: str | Path) -> DatasetBundle:
     meta_path = root / "meta.json"
     if not meta_path.is_file():
         raise DataError(f"{root}: no meta.json; not an {FORMAT} directory (write one with `mmer data synth`)")
-    meta = read_json(meta_path)
-    if not isinstance(meta, dict):
-        raise DataError(f"{meta_path}: must hold a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(meta_path)
     for key in ("format", "label_names", "modalities"):
         if key not in meta:
             raise DataError(f"{meta_path}: missing field '{key}'")

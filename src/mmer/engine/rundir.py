@@ -75,10 +75,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A run file holding one JSON object (metrics.json, run_info.json), or one DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: missing")
-    data = json_stream.read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
+    return json_stream.read_json_object(path)
 
 
 def read_test_metrics(run_dir: Path) -> dict[str, Any]:

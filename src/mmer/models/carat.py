@@ -38,8 +38,8 @@ Paper (default) vs official code (option); bug fixes (reference §6):
 - The encoders respect padding masks (the code's loaders pass all-ones masks; use the readers' `masks: ones`
   option for that). No unused tanh pooler; position tables are sized from the data (the code's 500/100-row tables
   are mostly unused). A sample missing a modality gets o = 0 there (not NaN) and its rows of that modality stay out
-  of the contrastive pool and the prototype update. The official 1e-12 epsilons are left out of the contrastive loss. Attention dropout
-  (`nn.encoders.dropout_attention`) has PyTorch's distribution but another random stream.
+  of the contrastive pool and the prototype update. The official 1e-12 epsilons are left out of the contrastive
+  loss. Attention dropout (`nn.encoders.dropout_attention`) has PyTorch's distribution but another random stream.
 - Data (docs/datasets.md): unaligned MOSEI reads MulT's pickle named by an option and joins labels by sample index
   (the code hard-codes a path); M3ED runs from the release pickle or the converted file (the code's pipeline does
   not run), with the modality names corrected (`modality_names: carat` for the code's swapped names).
@@ -340,7 +340,7 @@ class CARAT(MMERModel):
         # Eq. 6-7, then the momentum prototypes (Eq. 8) from the detached base latents, after the queue update
         if self.contrastive is not None:
             losses["contrastive"] = self._contrastive(lv, present, y)
-        self.prototypes.update(lv.latent if lv.latent is not None else lv.o, y, present)  # a missing modality's o = 0 is no evidence
+        self.prototypes.update(lv.latent if lv.latent is not None else lv.o, y, present)  # o = 0 of a missing modality
         return losses
 
     def _contrastive(self, lv: Levels, present: Tensor, y: Tensor) -> Tensor:

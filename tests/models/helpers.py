@@ -1,4 +1,5 @@
-"""What the model tests share: a toy batch, a batch with modalities missing, and a one-epoch CLI training run."""
+"""What the model tests share: a toy batch, a batch with modalities missing, one training step through the engine's
+StepContext, and a one-epoch CLI training run."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 from pathlib import Path
 
 import torch
+from lightning_fabric import Fabric
 
 from mmer.cli import main
 from mmer.data.batch import Batch
 from mmer.data.dataset import DataSpec
+from mmer.engine.context import StepContext
+from mmer.models.base import MMERModel
 
 # real-data presets (docs/real_data.md, "Presets"): real dataset -> the synthetic preset it mirrors
 REAL_DATA_PRESETS = ("mosei-text", "music-emotions", "meld")
@@ -56,3 +60,10 @@ def cli_train_one_epoch(model: str, out: Path, dataset: str, sets: list[str], ro
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["micro_f1"] <= 1.0
     return metrics
+
+
+def train_step(model: MMERModel, batch: Batch, fabric: Fabric) -> dict[str, float]:
+    """One training step of `model` on `batch` through the engine's StepContext, from zeroed gradients."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    return model.training_step(batch, StepContext(fabric, 0, 0, 1))

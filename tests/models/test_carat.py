@@ -12,39 +12,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from lightning_fabric import Fabric
 from torch import Tensor
 
 from mmer import config as cfglib
 from mmer.benchmark.ablations import load_ablation_file
 from mmer.cli import main
-from mmer.data.batch import Batch, PartyStructure
+from mmer.data.batch import PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
-from mmer.engine.context import StepContext
 from mmer.errors import ConfigError
 from mmer.models.base import is_no_decay
 from mmer.models.carat import CARAT, CARATConfig
 from mmer.nn.contrastive import modality_label_polarity_ids
-from tests.models.helpers import REAL_DATA_PRESETS, padded_batch, with_missing_modalities
+from tests.models.carat_setup import SPEC, TINY, make_batch, model_for
+from tests.models.helpers import REAL_DATA_PRESETS, train_step, with_missing_modalities
 
-SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
-TINY = dict(hidden_size=16, latent_size=8, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, queue_size=64)
 DATASETS = ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-fine", "synth-party", "synth-dyadic")
-
-
-def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    return padded_batch(spec, b, seed)
-
-
-def model_for(spec: DataSpec = SPEC, **options) -> CARAT:
-    torch.manual_seed(0)
-    return CARAT(CARATConfig(**{**TINY, **options}), spec)
-
-
-def step(model: CARAT, batch: Batch, fabric: Fabric) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    return model.training_step(batch, StepContext(fabric, 0, 0, 1))
 
 
 def test_prediction_is_eq16_from_the_models_pieces():
@@ -108,7 +90,7 @@ def test_analysis_reconstructed_averages_the_normalised_latents_over_labels():
 
 def test_gradients_reach_every_trainable_block(fabric):
     model = model_for()
-    logs = step(model, make_batch(), fabric)
+    logs = train_step(model, make_batch(), fabric)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     silent = [n for n, p in model.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0.0]
     assert silent == []
@@ -120,7 +102,7 @@ def test_training_fills_the_queue_and_moves_prototypes_evaluation_does_not(fabri
     model.eval()
     model.predict_proba(batch)
     assert int(model.contrastive.queue_filled) == 0 and float(model.prototypes.positive.abs().sum()) == 0.0
-    step(model, batch, fabric)
+    train_step(model, batch, fabric)
     # 3 levels x 3 modalities x 4 labels per sample; sample 2 lacks visual: its 3 visual views stay out
     assert int(model.contrastive.queue_filled) == (6 * 9 - 3) * 4
     assert float(model.prototypes.positive.abs().sum()) > 0 and float(model.prototypes.negative.abs().sum()) > 0
@@ -160,7 +142,7 @@ def test_contrastive_classes_are_modality_label_polarity(monkeypatch):
 def test_missing_modalities_never_give_nan(fabric):
     model = model_for()
     batch = with_missing_modalities(make_batch())  # sample 3 has nothing, no sample has audio
-    logs = step(model, batch, fabric)
+    logs = train_step(model, batch, fabric)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert torch.isfinite(model.eval().predict_proba(batch)).all()
@@ -195,7 +177,7 @@ def test_classifier_only_aggregation_keeps_gradients_out_of_the_features(fabric)
     weights = {k: 0.0 for k in ("weight_clf_o", "weight_clf_alpha", "weight_clf_beta", "weight_contrastive", "weight_rec")}
     for mode, reaches in (("joint", True), ("classifier", False)):
         model = model_for(agg_gradient=mode, **weights)
-        step(model, make_batch(), fabric)
+        train_step(model, make_batch(), fabric)
         assert model.aggregator[0].weight.grad.abs().sum() > 0
         attention = model.label_attention["text"].queries.weight.grad
         assert (attention is not None and float(attention.abs().sum()) > 0) == reaches, mode
@@ -206,7 +188,7 @@ def test_ctc_pseudo_alignment_for_unaligned_sequences(fabric):
     model = model_for(spec, ctc="text")
     assert set(model.aligners) == {"visual", "audio"} and model.aligners["visual"].out_len == 5
     assert model.encoders["visual"].embedding.position.num_embeddings == 5
-    logs = step(model, make_batch(spec, b=4), fabric)
+    logs = train_step(model, make_batch(spec, b=4), fabric)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert model.aligners["audio"].lstm.weight_ih_l0.grad.abs().sum() > 0
     same = model_for(spec, ctc="same")
@@ -280,7 +262,7 @@ def test_every_table3_ablation_runs_one_step(row, fabric):
     model.train()
     out = model(make_batch())
     assert set(out.losses) == EXPECTED_COMPONENTS[row]
-    logs = step(model, make_batch(), fabric)
+    logs = train_step(model, make_batch(), fabric)
     assert logs and all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     g = [p.grad for p in model.parameters() if p.grad is not None]
     assert g and all(torch.isfinite(v).all() for v in g)

@@ -18,33 +18,16 @@ from torch import Tensor
 import mmer.models.carat as carat_module
 from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
-from mmer.engine.context import StepContext
-from mmer.models.carat import CARAT, CARATConfig
+from mmer.models.carat import CARAT
 from mmer.nn.contrastive import QueueSupConLoss, modality_label_polarity_ids
-from tests.models.helpers import padded_batch
+from tests.models.carat_setup import SPEC, make_batch, model_for
+from tests.models.helpers import train_step
 
-SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 8), ModalitySpec("audio", 5, 9)))
-TINY: dict[str, object] = dict(hidden_size=16, latent_size=8, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, queue_size=64)
 NO_DROPOUT: dict[str, object] = dict(dropout=0.0, attention_dropout=0.0)
 ONLY = {k: 0.0 for k in ("weight_clf_o", "weight_clf_alpha", "weight_clf_beta", "weight_contrastive", "weight_rec", "weight_agg", "weight_shuffle")}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    return padded_batch(spec, b, seed)
-
-
-def model_for(spec: DataSpec = SPEC, **options: object) -> CARAT:
-    torch.manual_seed(0)
-    return CARAT(CARATConfig(**{**TINY, **options}), spec)  # type: ignore[arg-type]
-
-
-def step(model: CARAT, batch: Batch, fabric: Fabric) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    return model.training_step(batch, StepContext(fabric, 0, 0, 1))
 
 
 def first_level_by_hand(model: CARAT, intrinsic: Tensor, others: Tensor) -> Tensor:
@@ -86,7 +69,7 @@ def test_every_loss_weight_reaches_its_own_component(fabric: Fabric) -> None:
     )  # fmt: skip
     expected = {k: v * (2.0 if k.startswith("rec_") else 1.0) for k, v in values.items()}
     assert model.loss_weights() == pytest.approx(expected)
-    logs = step(model, make_batch(), fabric)
+    logs = train_step(model, make_batch(), fabric)
     assert logs["loss"] == pytest.approx(sum(w * logs[f"loss_{k}"] for k, w in expected.items()), rel=1e-5)
 
 
@@ -194,7 +177,7 @@ def test_shuffled_branch_trains_the_features_in_joint_mode(fabric: Fabric) -> No
     attention; agg_gradient=classifier: it trains A only."""
     for mode, reaches in (("joint", True), ("classifier", False)):
         model = model_for(agg_gradient=mode, **{**ONLY, "weight_shuffle": 1.0})
-        step(model, make_batch(), fabric)
+        train_step(model, make_batch(), fabric)
         assert float(model.aggregator[0].weight.grad.abs().sum()) > 0
         attention = model.label_attention["text"].queries.weight.grad
         assert (attention is not None and float(attention.abs().sum()) > 0) == reaches, mode
@@ -318,7 +301,7 @@ def test_a_missing_modality_leaves_its_prototypes_alone(fabric: Fabric) -> None:
     protos = []
     for batch in (full, without):
         model = model_for(**NO_DROPOUT)
-        step(model, batch, fabric)
+        train_step(model, batch, fabric)
         protos.append((model.prototypes.positive.clone(), model.prototypes.negative.clone()))  # [M, C, d_z] each
     (pos_full, neg_full), (pos_without, neg_without) = protos
     visual = SPEC.modality_names.index("visual")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning_fabric import Fabric
 from torch import Tensor
 
 from mmer import config as cfglib
@@ -22,49 +21,19 @@ from mmer.cli import main
 from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.data.load import load_dataset
-from mmer.engine.context import StepContext
 from mmer.engine.trainer import load_run
 from mmer.errors import ConfigError
 from mmer.models.tailor import TAILOR, Refinement, TAILORConfig, UniformContext
 from mmer.report import analysis
-from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch, padded_batch, with_missing_modalities
+from tests.models.helpers import REAL_DATA_PRESETS, cli_train_one_epoch, train_step, with_missing_modalities
+from tests.models.tailor_setup import NO_DROPOUT, SPEC, TINY, A, T, V, make_batch, model_for, scrambled
 
-SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 6)))
-T, V, A = 0, 1, 2  # positions of text, visual, audio in SPEC (and in the model's lists)
-TINY = dict(hidden_size=16, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, cross_layers=1)
-NO_DROPOUT = dict(dropout=0.0, attention_dropout=0.0, private_dropout=0.0, common_dropout=0.0, discriminator_dropout=0.0)
 CODE = dict(discriminator="mlp", orth_pairs="code", common_semantic="code", classifier="shared", concat_order="code")
 DATASETS = ("mosei-aligned", "mosei-unaligned", "m3ed", "memor-primary", "memor-fine", "synth-party", "synth-dyadic")
 COMPONENTS = {"ml", "adv_common", "adv_private", "orth", "cml"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    return padded_batch(spec, b, seed)
-
-
-def model_for(spec: DataSpec = SPEC, **options) -> TAILOR:
-    torch.manual_seed(0)
-    return TAILOR(TAILORConfig(**{**TINY, **options}), spec)
-
-
-def scrambled(model: TAILOR, std: float = 0.5) -> TAILOR:
-    """Random weights instead of BERT's N(0, 0.02) init, under which the label embeddings swamp the decoder and the
-    output hardly depends on the input (~1e-5): the equations must hold for any weights, and the tests need the
-    input to matter."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-def step(model: TAILOR, batch: Batch, fabric: Fabric) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    return model.training_step(batch, StepContext(fabric, 0, 0, 1))
 
 
 def finite(logs: dict[str, float]) -> bool:
@@ -178,7 +147,7 @@ def test_training_losses_match_the_equations(options, fabric):
         torch.testing.assert_close(out.losses[name], value, msg=name)
     assert float(out.losses["orth"].detach()) > 0
     # Eq. 17: L_ml + alpha (L_C + L_P) + beta L_diff + gamma L_cml, with the paper's weights
-    logs = step(model, batch, fabric)
+    logs = train_step(model, batch, fabric)
     total = logs["loss_ml"] + 0.01 * (logs["loss_adv_common"] + logs["loss_adv_private"]) + 5e-6 * logs["loss_orth"] + 0.5 * logs["loss_cml"]
     assert logs["loss"] == pytest.approx(total, rel=1e-6)
     assert model.loss_weights() == {"adv_common": 0.01, "adv_private": 0.01, "orth": 5e-6, "cml": 0.5, "ctc": 0.5}
@@ -201,7 +170,7 @@ def test_orthogonality_by_hand_numbers():
 @pytest.mark.parametrize("options", [{}, CODE], ids=["paper", "code"])
 def test_gradients_reach_every_trainable_block(options, fabric):
     model = model_for(**options)
-    assert finite(step(model, make_batch(), fabric))
+    assert finite(train_step(model, make_batch(), fabric))
     silent = [n for n, p in model.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0.0]
     assert silent == []
 
@@ -241,7 +210,7 @@ def test_recomputing_layers_keeps_gradients(fabric):
     for recompute in (False, True):
         model = model_for(recompute_cross=recompute, recompute_unimodal=recompute)
         torch.manual_seed(1)
-        step(model, make_batch(), fabric)
+        train_step(model, make_batch(), fabric)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, g in grads[0].items():
         assert torch.equal(grads[1][name], g), name  # bit-identical: the option is RESOURCE_ONLY
@@ -270,7 +239,7 @@ def test_padding_does_not_change_predictions(options):
 def test_missing_modalities_never_give_nan(fabric):
     model = model_for()
     batch = with_missing_modalities(make_batch())  # sample 3 has nothing, no sample has audio
-    assert finite(step(model, batch, fabric))
+    assert finite(train_step(model, batch, fabric))
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert torch.isfinite(model.eval().predict_proba(batch)).all()
     assert all(torch.isfinite(v).all() for v in model.analysis(batch).values())
@@ -296,7 +265,7 @@ def test_multi_party_target_marker_personality_and_placeholder_target(fabric):
     model = model_for(spec, personality=True)
     assert model.modalities == ("text", "visual", "audio", "personality")
     assert model.fusion_order == ["visual", "audio", "text", "personality", "common"]
-    assert finite(step(model, batch, fabric))
+    assert finite(train_step(model, batch, fabric))
     assert float(model.encoders["personality"].embedding.projection.weight.grad.abs().sum()) > 0
     assert float(model.target_marker.embedding.grad.abs().sum()) > 0
     scrambled(model).eval()
@@ -345,7 +314,7 @@ def test_ctc_pseudo_alignment_on_unaligned_lengths(reduction, fabric):
         ]
         expected = expected + (sum(per_sample) if reduction == "sum" else sum(per_sample) / len(per_sample))
     torch.testing.assert_close(out.losses["ctc"], expected)
-    assert finite(step(model, batch, fabric))
+    assert finite(train_step(model, batch, fabric))
     assert float(model.aligners["audio"].lstm.weight_ih_l0.grad.abs().sum()) > 0
     probs = model.eval().predict_proba(batch)
     assert probs.shape == (4, 2) and torch.isfinite(probs).all()
@@ -421,7 +390,7 @@ def test_every_table3_ablation_runs_one_training_step(row, fabric):
     model = TAILOR(apply_overrides(ROWS[row]), SPEC)
     model.train()
     assert set(model(make_batch()).losses) == EXPECTED[row]
-    assert finite(step(model, make_batch(), fabric))
+    assert finite(train_step(model, make_batch(), fabric))
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert float(model.encoders["text"].embedding.projection.weight.grad.abs().sum()) > 0

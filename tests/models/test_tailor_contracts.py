@@ -16,41 +16,14 @@ from torch import Tensor, nn
 from mmer.data.batch import Batch, PartyStructure
 from mmer.data.dataset import DataSpec, ModalitySpec
 from mmer.engine.context import StepContext, run_training_step
-from mmer.models.tailor import TAILOR, TAILORConfig, ctc_alignment_loss
-from tests.models.helpers import padded_batch
+from mmer.models.tailor import TAILOR, ctc_alignment_loss
+from tests.models.helpers import padded_batch, train_step
+from tests.models.tailor_setup import NO_DROPOUT, A, T, V, make_batch, model_for, scrambled
 
-SPEC = DataSpec("toy", ("a", "b", "c", "d"), (ModalitySpec("text", 7, 6), ModalitySpec("visual", 4, 6), ModalitySpec("audio", 5, 6)))
-T, V, A = 0, 1, 2  # positions of text, visual, audio in SPEC (and in the model's lists)
-TINY: dict[str, object] = dict(hidden_size=16, num_heads=2, intermediate_size=16, layers={"text": 1, "visual": 1, "audio": 1}, cross_layers=1)
-NO_DROPOUT: dict[str, object] = dict(dropout=0.0, attention_dropout=0.0, private_dropout=0.0, common_dropout=0.0, discriminator_dropout=0.0)
 UNALIGNED = DataSpec("unaligned", ("a", "b"), (ModalitySpec("text", 6, 5), ModalitySpec("visual", 4, 12), ModalitySpec("audio", 3, 12)))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_batch(spec: DataSpec = SPEC, b: int = 6, seed: int = 0) -> Batch:
-    return padded_batch(spec, b, seed)
-
-
-def model_for(spec: DataSpec = SPEC, **options: object) -> TAILOR:
-    torch.manual_seed(0)
-    return TAILOR(TAILORConfig(**{**TINY, **options}), spec)  # type: ignore[arg-type]
-
-
-def scrambled(model: TAILOR, std: float = 0.5) -> TAILOR:
-    """Random weights instead of BERT's N(0, 0.02) init, so that the output depends visibly on every block."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-def step(model: TAILOR, batch: Batch, fabric: Fabric) -> dict[str, float]:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    return model.training_step(batch, StepContext(fabric, 0, 0, 1))
 
 
 def pooled(x: Tensor, mask: Tensor) -> Tensor:
@@ -134,7 +107,7 @@ def test_every_layer_of_deeper_stacks_takes_part(fabric: Fabric) -> None:
     model receives a gradient in one training step."""
     model = model_for(layers={"text": 2, "visual": 2, "audio": 2}, cross_layers=2, decoder_layers=2)
     assert len(model.cross[0].layers) == 2 and len(model.decoder_layers) == 2
-    step(model, make_batch(), fabric)
+    train_step(model, make_batch(), fabric)
     silent = [n for n, p in model.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0.0]
     assert silent == []
 
